@@ -1,0 +1,84 @@
+"""The ``mskus`` command line.
+
+Every subcommand has ``--help``; a usage or input error prints one line
+(``mskus: error: ...``) on stderr and exits non-zero, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from pipeline import __version__
+from pipeline.errors import MskusInputError, UsageError
+
+__all__ = ["build_parser", "main"]
+
+logger = logging.getLogger("mskus")
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose errors are a single line."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _add_analyze(subparsers: argparse._SubParsersAction) -> None:
+    from pipeline.commands import analyze
+
+    parser = subparsers.add_parser(
+        "analyze",
+        help="analyse ultrasound DICOM files and print the measurements",
+        description="Analyse ultrasound DICOM files (or folders of them) and print the measurements.",
+    )
+    analyze.configure_parser(parser)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``mskus`` argument parser."""
+    parser = _Parser(
+        prog="mskus",
+        description="Musculoskeletal ultrasound quantification: DICOM in, measurements and DICOM SR out.",
+    )
+    parser.add_argument("--version", action="version", version=f"mskus {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _add_analyze(subparsers)
+    return parser
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``mskus`` console command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.verbose)
+    if not getattr(args, "command", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(args.run(args))
+    except UsageError as exc:
+        print(f"mskus: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except MskusInputError as exc:
+        print(f"mskus: error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except OSError as exc:
+        print(f"mskus: error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("mskus: interrupted", file=sys.stderr)
+        return 130

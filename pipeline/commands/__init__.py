@@ -1,0 +1,1 @@
+"""One module per ``mskus`` subcommand: argument set-up and the run function."""
