@@ -1,0 +1,1 @@
+"""Measurements on segmented structures: nerve CSA and shape, muscle thickness, echogenicity."""

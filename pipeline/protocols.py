@@ -1,0 +1,190 @@
+"""Choose the measurement protocol (nerve or muscle) from DICOM attributes.
+
+Rules live in ``configs/protocols.yaml`` and are validated on load
+(CONTRACT.md section 3). An image that matches no rule is reported as "no
+protocol matched" together with the attribute values that were looked at;
+nothing is guessed.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydicom.dataset import Dataset
+
+from pipeline.errors import MskusInputError, UsageError
+
+__all__ = [
+    "DEFAULT_PROTOCOLS_PATH",
+    "Laterality",
+    "NoProtocolMatchedError",
+    "Protocol",
+    "ProtocolChoice",
+    "ProtocolRules",
+    "laterality_of",
+    "load_protocol_rules",
+]
+
+DEFAULT_PROTOCOLS_PATH = Path(__file__).resolve().parents[1] / "configs" / "protocols.yaml"
+_ALLOWED_ATTRIBUTES = frozenset(
+    {"SeriesDescription", "ProtocolName", "StudyDescription", "BodyPartExamined", "ImageComments"}
+)
+
+
+class Protocol(str, enum.Enum):
+    NERVE = "nerve"
+    MUSCLE = "muscle"
+
+
+class Laterality(str, enum.Enum):
+    RIGHT = "R"
+    LEFT = "L"
+    BOTH = "B"
+    UNKNOWN = ""
+
+
+class NoProtocolMatchedError(MskusInputError):
+    """No rule matched the image's attributes."""
+
+    code = "no_protocol"
+
+
+@dataclass(frozen=True)
+class ProtocolRule:
+    protocol: Protocol
+    site: str
+    pattern: re.Pattern[str]
+
+
+@dataclass(frozen=True)
+class ProtocolChoice:
+    """The protocol chosen for an image and why.
+
+    ``attribute`` is the DICOM keyword whose value matched, or ``"override"``.
+    """
+
+    protocol: Protocol
+    site: str
+    attribute: str
+    value: str
+
+
+@dataclass(frozen=True)
+class ProtocolRules:
+    """Validated protocol selection rules."""
+
+    attributes: tuple[str, ...]
+    rules: tuple[ProtocolRule, ...]
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any], *, source: str = "<config>") -> ProtocolRules:
+        """Validate and build rules; raise :class:`UsageError` naming the problem."""
+        if not isinstance(data, Mapping):
+            raise UsageError(f"{source}: expected a mapping at the top level")
+        if data.get("version") != 1:
+            raise UsageError(f"{source}: unsupported or missing version (expected 1)")
+        attributes = data.get("attributes")
+        if not isinstance(attributes, list) or not attributes:
+            raise UsageError(f"{source}: 'attributes' must be a non-empty list")
+        for attribute in attributes:
+            if attribute not in _ALLOWED_ATTRIBUTES:
+                raise UsageError(f"{source}: attribute {attribute!r} is not one of {sorted(_ALLOWED_ATTRIBUTES)}")
+        raw_rules = data.get("rules")
+        if not isinstance(raw_rules, list) or not raw_rules:
+            raise UsageError(f"{source}: 'rules' must be a non-empty list")
+        rules = []
+        for number, raw in enumerate(raw_rules, start=1):
+            if not isinstance(raw, Mapping) or set(raw) - {"protocol", "site", "pattern"}:
+                raise UsageError(f"{source}: rule {number} must have only protocol, site and pattern")
+            try:
+                protocol = Protocol(raw.get("protocol"))
+            except ValueError:
+                raise UsageError(f"{source}: rule {number}: protocol must be 'nerve' or 'muscle'") from None
+            site = raw.get("site")
+            if not isinstance(site, str) or not site.strip():
+                raise UsageError(f"{source}: rule {number}: 'site' must be a non-empty string")
+            pattern = raw.get("pattern")
+            if not isinstance(pattern, str) or not pattern:
+                raise UsageError(f"{source}: rule {number}: 'pattern' must be a non-empty string")
+            try:
+                compiled = re.compile(pattern, re.IGNORECASE)
+            except re.error as exc:
+                raise UsageError(f"{source}: rule {number}: invalid pattern {pattern!r}: {exc}") from None
+            rules.append(ProtocolRule(protocol, site.strip(), compiled))
+        return cls(tuple(attributes), tuple(rules))
+
+    def choose(self, ds: Dataset, *, override: Protocol | str | None = None) -> ProtocolChoice:
+        """The protocol for ``ds``; ``override`` forces one (the site still comes from the rules).
+
+        Raises
+        ------
+        NoProtocolMatchedError
+            No rule matched and no override was given.
+        """
+        looked_at = {attr: str(ds.get(attr, "") or "").strip() for attr in self.attributes}
+        match: ProtocolChoice | None = None
+        for attribute, value in looked_at.items():
+            if not value:
+                continue
+            for rule in self.rules:
+                if rule.pattern.search(value):
+                    match = ProtocolChoice(rule.protocol, rule.site, attribute, value)
+                    break
+            if match is not None:
+                break
+        if override is not None:
+            forced = Protocol(override)
+            if match is not None and match.protocol is forced:
+                return match
+            generic = "nerve" if forced is Protocol.NERVE else "skeletal muscle"
+            return ProtocolChoice(forced, generic, "override", forced.value)
+        if match is None:
+            shown = ", ".join(f"{k}={v!r}" for k, v in looked_at.items()) or "none"
+            raise NoProtocolMatchedError(f"no protocol matched (looked at {shown})")
+        return match
+
+
+def load_protocol_rules(path: str | Path | None = None) -> ProtocolRules:
+    """Load and validate protocol rules (the shipped ``configs/protocols.yaml`` by default)."""
+    path = Path(path) if path is not None else DEFAULT_PROTOCOLS_PATH
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read protocol rules {path}: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        first = str(exc).splitlines()[0] if str(exc) else "invalid YAML"
+        raise UsageError(f"{path}: invalid YAML: {first}") from None
+    return ProtocolRules.from_mapping(data, source=str(path))
+
+
+_WORD_SIDE = re.compile(r"\b(LEFT|RIGHT)\b", re.IGNORECASE)
+_LEADING_SIDE = re.compile(r"^\s*([LR])\s")
+
+
+def laterality_of(ds: Dataset, attributes: Sequence[str] = ("SeriesDescription", "ProtocolName", "StudyDescription")) -> Laterality:
+    """Laterality per CONTRACT.md section 3.
+
+    Image Laterality (0020,0062), else Laterality (0020,0060), else the words
+    LEFT/RIGHT or a leading "L "/"R " in the descriptions.
+    """
+    for keyword in ("ImageLaterality", "Laterality"):
+        value = str(ds.get(keyword, "") or "").strip().upper()
+        if value in ("R", "L", "B"):
+            return Laterality(value)
+    for attribute in attributes:
+        text = str(ds.get(attribute, "") or "")
+        word = _WORD_SIDE.search(text)
+        if word:
+            return Laterality.RIGHT if word.group(1).upper() == "RIGHT" else Laterality.LEFT
+        leading = _LEADING_SIDE.match(text.upper())
+        if leading:
+            return Laterality(leading.group(1))
+    return Laterality.UNKNOWN
