@@ -40,6 +40,42 @@ def _add_analyze(subparsers: argparse._SubParsersAction) -> None:
         description="Analyse ultrasound DICOM files (or folders of them) and print the measurements.",
     )
     analyze.configure_parser(parser)
+    from pipeline.commands import sr
+
+    sr.add_analyze_output_options(parser)
+
+
+def _add_sr(subparsers: argparse._SubParsersAction) -> None:
+    from pipeline.commands import sr
+
+    parser = subparsers.add_parser(
+        "sr",
+        help="DICOM Structured Reports: 'sr show FILE' prints the measurements of a TID 1500 SR",
+        description="Work with DICOM Structured Reports (TID 1500 Imaging Measurement Reports).",
+    )
+    sr.configure_parser(parser)
+
+
+def _add_node(subparsers: argparse._SubParsersAction) -> None:
+    from pipeline.commands import serve
+
+    serve.configure_serve(
+        subparsers.add_parser(
+            "serve",
+            help="run the DICOM storage node (C-ECHO, C-STORE SCP, analysis, SR sent back)",
+            description="Run the DICOM storage node. Flags override the config file.",
+        )
+    )
+    serve.configure_status(
+        subparsers.add_parser(
+            "status", help="list the node's studies and outbox", description="List the storage node's studies and outbox."
+        )
+    )
+    serve.configure_retry(
+        subparsers.add_parser(
+            "retry", help="re-queue unsent or dead-lettered results", description="Re-queue unsent or dead-lettered results."
+        )
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _add_analyze(subparsers)
+    _add_sr(subparsers)
+    _add_node(subparsers)
     return parser
 
 

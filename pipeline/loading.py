@@ -53,6 +53,7 @@ __all__ = [
     "UltrasoundImage",
     "load_ultrasound",
     "read_dataset",
+    "validate_dataset",
 ]
 
 logger = logging.getLogger(__name__)
@@ -376,6 +377,36 @@ class UltrasoundImage:
         )
 
 
+def validate_dataset(ds: Dataset) -> None:
+    """Header checks of :func:`load_ultrasound` without decoding any pixel.
+
+    Cheap enough for a network thread: modality/SOP class, pixel data
+    present, photometric interpretation supported, native pixel data long
+    enough, transfer syntax decodable.
+
+    Raises
+    ------
+    NotUltrasoundError, NoPixelDataError, UnsupportedPhotometricError,
+    TruncatedFileError, UndecodablePixelDataError
+    """
+    _check_is_ultrasound(ds)
+    _check_pixel_data(ds)
+    check_photometric(ds)
+    frames = _number_of_frames(ds)
+    ts = _transfer_syntax(ds)
+    if not ts.is_transfer_syntax:
+        raise UndecodablePixelDataError(f"unknown transfer syntax {ts}")
+    if not ts.is_compressed:
+        _check_native_length(ds, frames)
+    else:
+        try:
+            decoder = get_decoder(ts)
+        except NotImplementedError:
+            raise UndecodablePixelDataError(f"unsupported transfer syntax {ts.name} ({ts})") from None
+        if not decoder.is_available:
+            raise UndecodablePixelDataError(f"no decoder installed for {ts.name}")
+
+
 def load_ultrasound(source: str | os.PathLike[str] | BinaryIO | Dataset) -> UltrasoundImage:
     """Open an ultrasound DICOM file or dataset for measurement.
 
@@ -405,22 +436,7 @@ def load_ultrasound(source: str | os.PathLike[str] | BinaryIO | Dataset) -> Ultr
         if isinstance(source, (str, os.PathLike)):
             name = str(Path(source))
         ds = read_dataset(source)
-    _check_is_ultrasound(ds)
-    _check_pixel_data(ds)
-    check_photometric(ds)
-    frames = _number_of_frames(ds)
-    ts = _transfer_syntax(ds)
-    if not ts.is_transfer_syntax:
-        raise UndecodablePixelDataError(f"unknown transfer syntax {ts}")
-    if not ts.is_compressed:
-        _check_native_length(ds, frames)
-    else:
-        try:
-            decoder = get_decoder(ts)
-        except NotImplementedError:
-            raise UndecodablePixelDataError(f"unsupported transfer syntax {ts.name} ({ts})") from None
-        if not decoder.is_available:
-            raise UndecodablePixelDataError(f"no decoder installed for {ts.name}")
+    validate_dataset(ds)
     image = UltrasoundImage(ds, source=name)
     logger.debug("loaded %r", image)
     return image

@@ -9,7 +9,7 @@ import sys
 import pytest
 from pydicom.data import get_testdata_file
 
-from tests.conftest import SHARED_DATA
+from tests.conftest import SAMPLE_DATA, SHARED_DATA
 
 MSKUS = [sys.executable, "-m", "pipeline"]
 
@@ -67,9 +67,31 @@ def test_missing_folder_is_a_usage_error(tmp_path):
     assert "Traceback" not in result.stderr
 
 
-def test_analyze_json_reports_calibration():
+def test_analyze_json_reports_calibration_with_forced_protocol():
+    path = SHARED_DATA / "real" / "calibrated-dicom" / "OBXXXX1A.dcm"
+    result = run("analyze", "--json", "--protocol", "nerve", str(path))
+    rows = json.loads(result.stdout)
+    assert rows and all(r["mm_per_px"] == pytest.approx(0.26229, abs=1e-5) for r in rows)
+    assert rows[0]["calibration"] == "ultrasound_region"
+
+
+def test_image_matching_no_protocol_is_reported_not_guessed():
     path = SHARED_DATA / "real" / "calibrated-dicom" / "OBXXXX1A.dcm"
     result = run("analyze", "--json", str(path))
+    assert result.returncode == 1
+    (row,) = json.loads(result.stdout)
+    assert row["status"] == "error" and row["reason"].startswith("no protocol matched (looked at SeriesDescription=")
+
+
+def test_analyze_sample_data_prints_a_table_with_every_structure(tmp_path):
+    out = tmp_path / "out"
+    result = run("analyze", str(SAMPLE_DATA), "--out", str(out))
     assert result.returncode == 0, result.stderr
-    rows = json.loads(result.stdout)
-    assert rows[0]["mm_per_px"] == pytest.approx(0.26229, abs=1e-5)
+    lines = result.stdout.splitlines()
+    assert lines[0].split()[:3] == ["file", "frame", "protocol"]
+    assert any("cross_sectional_area" in line and "mm2" in line for line in lines)
+    assert any("thickness" in line and "bone" not in line for line in lines)
+    assert any("refused: no ultrasound calibration" in line for line in lines)
+    assert any("calibrated from Pixel Spacing" in line for line in lines)
+    overlays = sorted(out.glob("*.png"))
+    assert len(overlays) == 9 + 10  # one per analysed frame (the cine has 10)

@@ -1,0 +1,290 @@
+"""Accuracy of the automatic measurements against ground truth.
+
+Data sets (results printed as a table and written as JSON):
+
+- ``sample_data/`` (synthetic, exact truth): nerve detection rate, CSA median
+  and max absolute relative error, Dice; thickness MAE and max error (mm);
+  echogenicity MAE (gray levels).
+- ``../shared/data/simulated/pymust/`` (physics-simulated phantoms): the same.
+- ``../shared/data/real/timtrack-calf/``: thickness in pixels (1 px = 1 unit)
+  against three observers: share inside the observers' min–max range, MAE
+  against their mean.
+- ``../shared/data/real/dl-track-us-aponeurosis/``: thickness against the gap
+  between the two aponeurosis bands of the mask at the image centre.
+- ``../shared/data/real/usgra-seg-train/`` (CC-BY-4.0, tmkand/usgra-seg 2025):
+  nerve hit rate (contour centroid inside a nerve component) and Dice on hits.
+  No pixel size is known; a nominal 0.07 mm/px is assumed for the size priors.
+
+Usage::
+
+    .venv/bin/python benchmarks/accuracy.py [--json benchmarks/results/accuracy.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import logging
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pipeline.analysis import analyze_image  # noqa: E402
+from pipeline.calibration import PixelBox  # noqa: E402
+from pipeline.errors import MskusInputError  # noqa: E402
+from pipeline.loading import load_ultrasound  # noqa: E402
+from pipeline.measurements.muscle import measure_muscle  # noqa: E402
+from pipeline.measurements.nerve import contour_mask  # noqa: E402
+from pipeline.protocols import Protocol  # noqa: E402
+from pipeline.segmentation import ClassicalNerveSegmenter  # noqa: E402
+from pipeline.tissue_area import estimate_tissue_box  # noqa: E402
+
+SHARED = REPO.parent / "shared" / "data"
+logger = logging.getLogger("accuracy")
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = int(a.sum()) + int(b.sum())
+    return 2.0 * int((a & b).sum()) / total if total else 0.0
+
+
+def _summary(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"median": None, "max": None, "mean": None}
+    arr = np.abs(np.asarray(values, dtype=float))
+    return {"median": float(np.median(arr)), "max": float(arr.max()), "mean": float(arr.mean())}
+
+
+def synthetic_set(files: list[tuple[Path, list[dict]]], name: str) -> dict:
+    """Score DICOM files with per-frame truth dicts (sample_data or pymust)."""
+    nerve_total = nerve_found = 0
+    csa_rel, dices, nerve_echo = [], [], []
+    thick_err, echo_err = [], []
+    rows = []
+    for path, truths in files:
+        image = load_ultrasound(path)
+        kind = truths[0]["kind"]
+        result = analyze_image(image, protocol=Protocol(kind))
+        for frame_result, truth in zip(result.frames, truths):
+            row = {"file": path.name, "frame": frame_result.frame_number, "kind": kind, "reason": frame_result.reason}
+            if kind == "nerve":
+                nerve_total += 1
+                n = frame_result.nerve
+                if n is not None:
+                    nerve_found += 1
+                    shape = image.rows, image.columns
+                    d = dice(contour_mask(n.contour_px, shape), contour_mask(np.asarray(truth["contour_px"]), shape))
+                    dices.append(d)
+                    row.update(dice=d)
+                    if n.cross_sectional_area_mm2 is not None and truth.get("csa_mm2"):
+                        rel = (n.cross_sectional_area_mm2 - truth["csa_mm2"]) / truth["csa_mm2"]
+                        csa_rel.append(rel)
+                        row.update(csa_mm2=n.cross_sectional_area_mm2, truth_csa_mm2=truth["csa_mm2"], csa_rel_error=rel)
+                    if truth.get("echogenicity_mean") is not None:
+                        nerve_echo.append(n.echogenicity.mean - truth["echogenicity_mean"])
+            else:
+                m = frame_result.muscle
+                if m is not None:
+                    if m.thickness_mm is not None and truth.get("thickness_mm") is not None:
+                        thick_err.append(m.thickness_mm - truth["thickness_mm"])
+                        row.update(thickness_mm=m.thickness_mm, truth_thickness_mm=truth["thickness_mm"])
+                    if truth.get("echogenicity_mean") is not None:
+                        echo_err.append(m.echogenicity.mean - truth["echogenicity_mean"])
+                        row.update(echo=m.echogenicity.mean, truth_echo=truth["echogenicity_mean"])
+                    row.update(deep=m.deep_boundary)
+            rows.append(row)
+    return {
+        "name": name,
+        "nerve_frames": nerve_total,
+        "nerve_detection_rate": nerve_found / nerve_total if nerve_total else None,
+        "csa_abs_rel_error": _summary(csa_rel),
+        "csa_signed_rel_error_mean": float(np.mean(csa_rel)) if csa_rel else None,
+        "nerve_dice_mean": float(np.mean(dices)) if dices else None,
+        "nerve_dice_min": float(np.min(dices)) if dices else None,
+        "nerve_echogenicity_mae": float(np.mean(np.abs(nerve_echo))) if nerve_echo else None,
+        "muscle_frames": len([r for r in rows if r["kind"] == "muscle"]),
+        "thickness_abs_error_mm": _summary(thick_err),
+        "muscle_echogenicity_mae": float(np.mean(np.abs(echo_err))) if echo_err else None,
+        "frames": rows,
+    }
+
+
+def sample_data_files() -> list[tuple[Path, list[dict]]]:
+    out = []
+    for path in sorted((REPO / "sample_data").glob("*.dcm")):
+        truth = json.loads(path.with_suffix(".json").read_text())
+        out.append((path, truth["frames"]))
+    return out
+
+
+def pymust_files() -> list[tuple[Path, list[dict]]]:
+    folder = SHARED / "simulated" / "pymust"
+    if not folder.exists():
+        return []
+    truths = json.loads((folder / "truth.json").read_text())
+    return [(folder / t["file"], [t]) for t in truths]
+
+
+def _muscle_px(gray: np.ndarray) -> tuple[float | None, str]:
+    box = estimate_tissue_box(gray)
+    try:
+        m = measure_muscle(gray, box, mm_per_px_x=1.0, mm_per_px_y=1.0)
+    except MskusInputError as exc:
+        return None, str(exc)
+    return float(m.thickness_px), ""
+
+
+def timtrack() -> dict:
+    folder = SHARED / "real" / "timtrack-calf"
+    observers: dict[tuple[str, str], list[float]] = defaultdict(list)
+    with open(folder / "thickness_observers.csv", newline="") as fh:
+        for rec in csv.DictReader(fh):
+            observers[(rec["folder"], rec["file"])].append(float(rec["thickness_px"]))
+    per_set: dict[str, dict] = {}
+    for (sub, name), values in sorted(observers.items()):
+        gray = cv2.imread(str(folder / sub / name), cv2.IMREAD_GRAYSCALE)
+        measured, reason = _muscle_px(gray)
+        entry = per_set.setdefault(sub, {"images": 0, "inside": 0, "errors": [], "failed": 0, "rows": []})
+        entry["images"] += 1
+        lo, hi, mean = min(values), max(values), float(np.mean(values))
+        if measured is None:
+            entry["failed"] += 1
+        else:
+            entry["errors"].append(measured - mean)
+            entry["inside"] += int(lo <= measured <= hi)
+        entry["rows"].append({"file": name, "measured_px": measured, "observers_px": values, "reason": reason})
+    summary = {}
+    for sub, e in per_set.items():
+        summary[sub] = {
+            "images": e["images"],
+            "inside_observer_range": e["inside"] / e["images"],
+            "mae_vs_observer_mean_px": float(np.mean(np.abs(e["errors"]))) if e["errors"] else None,
+            "failed": e["failed"],
+            "rows": e["rows"],
+        }
+    return summary
+
+
+def dl_track() -> dict:
+    folder = SHARED / "real" / "dl-track-us-aponeurosis"
+    gray = cv2.imread(str(folder / "image.tif"), cv2.IMREAD_GRAYSCALE)
+    mask = cv2.imread(str(folder / "aponeurosis_mask.tif"), cv2.IMREAD_GRAYSCALE) > 127
+    column = mask[:, mask.shape[1] // 2]
+    runs = np.flatnonzero(np.diff(column.astype(np.int8)))
+    # runs: starts/ends of bands; the gap is from the end of the first band to the start of the second.
+    truth_gap = float(runs[2] - runs[1]) if len(runs) >= 3 else None
+    measured, reason = _muscle_px(gray)
+    return {
+        "mask_gap_px": truth_gap,
+        "measured_px": measured,
+        "error_px": None if measured is None or truth_gap is None else measured - truth_gap,
+        "reason": reason,
+    }
+
+
+def usgra(nominal_mm_per_px: float = 0.07) -> dict:
+    folder = SHARED / "real" / "usgra-seg-train"
+    segmenter = ClassicalNerveSegmenter()
+    hits = found = total = 0
+    dices = []
+    vessel_fp = 0
+    for path in sorted((folder / "images").glob("*.png")):
+        gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        mask_path = folder / "masks" / path.name
+        if gray is None or not mask_path.exists():
+            continue
+        # Palette PNG: the indices are the labels (OpenCV would expand the palette to colours).
+        labels = np.asarray(Image.open(mask_path))
+        total += 1
+        box = PixelBox(0, 0, gray.shape[1] - 1, gray.shape[0] - 1)
+        result = segmenter.segment(gray, box, mm_per_px=nominal_mm_per_px)
+        if not result:
+            continue
+        found += 1
+        contour = result[0].contour_px
+        cx, cy = contour.mean(axis=0)
+        label_at = int(labels[int(round(np.clip(cy, 0, gray.shape[0] - 1))), int(round(np.clip(cx, 0, gray.shape[1] - 1)))])
+        if label_at == 2:
+            vessel_fp += 1
+        if label_at != 1:
+            continue
+        hits += 1
+        count, comp = cv2.connectedComponents((labels == 1).astype(np.uint8))
+        component = comp == comp[int(round(cy)), int(round(cx))]
+        dices.append(dice(contour_mask(contour, gray.shape), component))
+    return {
+        "images": total,
+        "nominal_mm_per_px": nominal_mm_per_px,
+        "reported": found,
+        "hit_rate": hits / total if total else None,
+        "precision": hits / found if found else None,
+        "vessel_reported_as_nerve": vessel_fp,
+        "dice_on_hits_mean": float(np.mean(dices)) if dices else None,
+        "dice_on_hits_median": float(np.median(dices)) if dices else None,
+    }
+
+
+def _fmt(value: object, pattern: str = "{:.3f}") -> str:
+    return "n/a" if value is None else pattern.format(value)
+
+
+def print_report(report: dict) -> None:
+    print("data set                  nerve det  CSA med|err|  CSA max|err|  Dice   thick MAE  thick max  echo MAE")
+    for key in ("sample_data", "pymust"):
+        r = report.get(key)
+        if not r:
+            continue
+        print(
+            f"{key:24s}  {_fmt(r['nerve_detection_rate'], '{:.0%}'):>9s}  "
+            f"{_fmt(r['csa_abs_rel_error']['median'], '{:.1%}'):>12s}  {_fmt(r['csa_abs_rel_error']['max'], '{:.1%}'):>12s}  "
+            f"{_fmt(r['nerve_dice_mean']):>5s}  {_fmt(r['thickness_abs_error_mm']['mean'], '{:.2f} mm'):>9s}  "
+            f"{_fmt(r['thickness_abs_error_mm']['max'], '{:.2f} mm'):>9s}  {_fmt(r['muscle_echogenicity_mae'], '{:.2f}'):>8s}"
+        )
+    for sub, r in report.get("timtrack", {}).items():
+        print(
+            f"timtrack {sub}: {r['inside_observer_range']:.0%} inside observer range, "
+            f"MAE vs observer mean {_fmt(r['mae_vs_observer_mean_px'], '{:.1f} px')}, failed {r['failed']}/{r['images']}"
+        )
+    d = report.get("dl_track")
+    if d:
+        print(f"dl-track-us aponeurosis: measured {_fmt(d['measured_px'], '{:.1f}')} px vs mask gap {_fmt(d['mask_gap_px'], '{:.0f}')} px")
+    u = report.get("usgra")
+    if u:
+        print(
+            f"usgra-seg-train: hit rate {_fmt(u['hit_rate'], '{:.0%}')} of {u['images']}, reported {u['reported']}, "
+            f"precision {_fmt(u['precision'], '{:.0%}')}, vessels reported {u['vessel_reported_as_nerve']}, "
+            f"Dice on hits {_fmt(u['dice_on_hits_mean'])}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--json", type=Path, default=REPO / "benchmarks" / "results" / "accuracy.json")
+    parser.add_argument("--skip-usgra", action="store_true", help="skip the 204-image nerve set")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    report: dict = {"sample_data": synthetic_set(sample_data_files(), "sample_data")}
+    if pymust_files():
+        report["pymust"] = synthetic_set(pymust_files(), "pymust")
+    if (SHARED / "real").exists():
+        report["timtrack"] = timtrack()
+        report["dl_track"] = dl_track()
+        if not args.skip_usgra:
+            report["usgra"] = usgra()
+    print_report(report)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2, default=float) + "\n")
+    print(f"written {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""Storage node configuration: ``configs/node.yaml`` validated on load, command-line overrides."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.errors import UsageError
+
+__all__ = ["AllowedPeer", "Destination", "NodeConfig", "SendPolicy", "TlsConfig", "load_node_config", "parse_allow", "parse_destination"]
+
+DEFAULT_NODE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "node.yaml"
+_AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # printable, no backslash, at most 16
+
+
+def _check_ae(value: object, where: str) -> str:
+    if not isinstance(value, str) or not value.strip() or not _AE_TITLE.match(value) or value != value.strip():
+        raise UsageError(f"{where}: invalid AE title {value!r} (1-16 printable characters, no backslash, no edge spaces)")
+    return value
+
+
+def _check_port(value: object, where: str, *, allow_zero: bool = False) -> int:
+    low = 0 if allow_zero else 1
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value < 65536:
+        raise UsageError(f"{where}: invalid port {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class AllowedPeer:
+    """A calling AE title allowed to associate, optionally only from ``host``."""
+
+    ae_title: str
+    host: str | None = None
+
+    def matches(self, ae_title: str, host: str) -> bool:
+        return ae_title == self.ae_title and (self.host is None or self.host == host)
+
+
+@dataclass(frozen=True)
+class Destination:
+    """A DICOM peer that receives results by C-STORE."""
+
+    ae_title: str
+    host: str
+    port: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.ae_title}@{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    cert: Path
+    key: Path
+    ca: Path | None = None
+
+
+@dataclass(frozen=True)
+class SendPolicy:
+    max_attempts: int = 8
+    backoff_seconds: float = 5.0
+    max_backoff_seconds: float = 3600.0
+
+    def delay(self, attempts: int) -> float:
+        """Seconds to wait after ``attempts`` failed attempts (exponential, capped)."""
+        return min(self.max_backoff_seconds, self.backoff_seconds * (2 ** max(0, attempts - 1)))
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Everything ``mskus serve`` needs; every field has a safe default."""
+
+    ae_title: str = "MSKUS"
+    bind_address: str = "127.0.0.1"
+    port: int = 11112
+    data_dir: Path = Path("./mskus-data")
+    max_pdu: int = 0
+    require_called_ae_title: bool = True
+    allow: tuple[AllowedPeer, ...] = ()
+    destinations: tuple[Destination, ...] = ()
+    quiet_seconds: float = 10.0
+    workers: int = 1
+    key_images: bool = False
+    send: SendPolicy = field(default_factory=SendPolicy)
+    tls: TlsConfig | None = None
+
+    def __post_init__(self) -> None:
+        _check_ae(self.ae_title, "ae_title")
+        _check_port(self.port, "port", allow_zero=True)  # 0: any free port (tests)
+        if self.quiet_seconds < 0:
+            raise UsageError("quiet_seconds must be >= 0")
+        if self.workers < 1:
+            raise UsageError("workers must be >= 1")
+        if self.max_pdu < 0:
+            raise UsageError("max_pdu must be >= 0")
+        if self.send.max_attempts < 1 or self.send.backoff_seconds < 0:
+            raise UsageError("send.max_attempts must be >= 1 and send.backoff_seconds >= 0")
+
+    def peer_allowed(self, ae_title: str, host: str) -> bool:
+        if not self.allow:
+            return True
+        return any(peer.matches(ae_title, host) for peer in self.allow)
+
+
+def parse_allow(text: str) -> AllowedPeer:
+    """``AET`` or ``AET@HOST`` from the command line."""
+    ae, _, host = text.partition("@")
+    return AllowedPeer(_check_ae(ae, "--allow"), host or None)
+
+
+def parse_destination(text: str) -> Destination:
+    """``AET@HOST:PORT`` from the command line."""
+    match = re.match(r"^(?P<ae>[^@]+)@(?P<host>[^:]+):(?P<port>\d+)$", text)
+    if not match:
+        raise UsageError(f"--destination {text!r}: expected AET@HOST:PORT")
+    return Destination(_check_ae(match["ae"], "--destination"), match["host"], _check_port(int(match["port"]), "--destination"))
+
+
+def _from_mapping(data: Mapping[str, Any], source: str) -> NodeConfig:
+    known = {"version", "ae_title", "bind_address", "port", "data_dir", "max_pdu", "require_called_ae_title", "allow",
+             "destinations", "quiet_seconds", "workers", "key_images", "send", "tls"}
+    unknown = set(data) - known
+    if unknown:
+        raise UsageError(f"{source}: unknown setting(s) {', '.join(sorted(unknown))}")
+    if data.get("version", 1) != 1:
+        raise UsageError(f"{source}: unsupported version {data.get('version')!r} (expected 1)")
+    kwargs: dict[str, Any] = {}
+    for key in ("ae_title", "bind_address"):
+        if key in data:
+            kwargs[key] = str(data[key])
+    for key in ("port", "max_pdu", "workers"):
+        if key in data:
+            if isinstance(data[key], bool) or not isinstance(data[key], int):
+                raise UsageError(f"{source}: {key} must be an integer")
+            kwargs[key] = data[key]
+    if "quiet_seconds" in data:
+        if not isinstance(data["quiet_seconds"], (int, float)) or isinstance(data["quiet_seconds"], bool):
+            raise UsageError(f"{source}: quiet_seconds must be a number")
+        kwargs["quiet_seconds"] = float(data["quiet_seconds"])
+    for key in ("require_called_ae_title", "key_images"):
+        if key in data:
+            if not isinstance(data[key], bool):
+                raise UsageError(f"{source}: {key} must be true or false")
+            kwargs[key] = data[key]
+    if "data_dir" in data:
+        kwargs["data_dir"] = Path(str(data["data_dir"]))
+    allow = []
+    for number, item in enumerate(data.get("allow") or [], start=1):
+        if not isinstance(item, Mapping) or "ae_title" not in item:
+            raise UsageError(f"{source}: allow item {number} needs ae_title (and optionally host)")
+        allow.append(AllowedPeer(_check_ae(item["ae_title"], f"allow item {number}"), item.get("host")))
+    kwargs["allow"] = tuple(allow)
+    destinations = []
+    for number, item in enumerate(data.get("destinations") or [], start=1):
+        if not isinstance(item, Mapping) or not {"ae_title", "host", "port"} <= set(item):
+            raise UsageError(f"{source}: destination {number} needs ae_title, host and port")
+        destinations.append(
+            Destination(
+                _check_ae(item["ae_title"], f"destination {number}"),
+                str(item["host"]),
+                _check_port(item["port"], f"destination {number}"),
+            )
+        )
+    kwargs["destinations"] = tuple(destinations)
+    send = data.get("send") or {}
+    if not isinstance(send, Mapping):
+        raise UsageError(f"{source}: send must be a mapping")
+    kwargs["send"] = SendPolicy(
+        max_attempts=int(send.get("max_attempts", 8)), backoff_seconds=float(send.get("backoff_seconds", 5.0))
+    )
+    tls = data.get("tls")
+    if tls:
+        if not isinstance(tls, Mapping) or not {"cert", "key"} <= set(tls):
+            raise UsageError(f"{source}: tls needs cert and key (and optionally ca)")
+        kwargs["tls"] = TlsConfig(Path(tls["cert"]), Path(tls["key"]), Path(tls["ca"]) if tls.get("ca") else None)
+    return NodeConfig(**kwargs)
+
+
+def load_node_config(path: str | Path | None = None, **overrides: Any) -> NodeConfig:
+    """Load and validate a node config; ``overrides`` (non-None values) replace fields.
+
+    Raises
+    ------
+    UsageError
+        Unreadable file, invalid YAML or an invalid value, in one line.
+    """
+    path = Path(path) if path is not None else DEFAULT_NODE_CONFIG
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise UsageError(f"cannot read config {path}: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise UsageError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, Mapping):
+        raise UsageError(f"{path}: expected a mapping at the top level")
+    config = _from_mapping(data, str(path))
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    return replace(config, **changes) if changes else config

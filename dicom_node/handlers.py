@@ -1,0 +1,162 @@
+"""pynetdicom event handlers of the storage node.
+
+Behaviour hangs on explicit handlers (``evt.EVT_C_STORE`` and friends).
+The C-STORE handler does no analysis: it checks the header, writes the
+instance durably, records it in the index and queues the study, then
+returns Success. Every refusal carries a one-line Error Comment and a log
+line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import socket
+import time
+import warnings
+
+from pydicom.dataset import Dataset
+from pynetdicom import evt
+
+from dicom_node.config import NodeConfig
+from dicom_node.index import NodeIndex, StoredInstance
+from dicom_node.storage import DurableStore
+from pipeline.errors import MskusInputError
+from pipeline.loading import validate_dataset
+
+__all__ = ["NodeHandlers", "STATUS"]
+
+logger = logging.getLogger("mskus.node")
+
+STATUS = {
+    "success": 0x0000,
+    "out_of_resources": 0xA700,
+    "does_not_match_sop_class": 0xA900,
+    "cannot_understand": 0xC210,
+}
+
+
+def _status(code: int, comment: str) -> Dataset:
+    status = Dataset()
+    status.Status = code
+    # Error Comment is LO: 64 characters at most, one line.
+    status.ErrorComment = " ".join(comment.split())[:64]
+    return status
+
+
+def _peer(event: evt.Event) -> tuple[str, str]:
+    requestor = event.assoc.requestor
+    return str(requestor.ae_title).strip(), str(requestor.address)
+
+
+class NodeHandlers:
+    """The node's handlers, bound to its config, store and index."""
+
+    def __init__(self, config: NodeConfig, store: DurableStore, index: NodeIndex) -> None:
+        self.config = config
+        self.store = store
+        self.index = index
+
+    def bindings(self) -> list[tuple[evt.EventType, object]]:
+        return [
+            (evt.EVT_REQUESTED, self.on_requested),
+            (evt.EVT_ESTABLISHED, self.on_established),
+            (evt.EVT_RELEASED, self.on_closed),
+            (evt.EVT_ABORTED, self.on_closed),
+            (evt.EVT_C_ECHO, self.on_echo),
+            (evt.EVT_C_STORE, self.on_store),
+        ]
+
+    # -- association -----------------------------------------------------------
+    def on_requested(self, event: evt.Event) -> None:
+        """Refuse calling AE titles / hosts not on the allow-list before negotiation."""
+        primitive = event.assoc.requestor.primitive
+        calling = str(primitive.calling_ae_title).strip()
+        host = str(event.assoc.requestor.address)
+        if not self.config.peer_allowed(calling, host):
+            logger.warning("event=association_rejected calling_ae=%s host=%s reason=not_allowed", calling, host)
+            self.index.audit("association_rejected", f"calling_ae={calling} host={host} reason=not on allow-list")
+            event.assoc.acse.send_reject(0x01, 0x01, 0x03)  # permanent, calling AE title not recognised
+            event.assoc.kill()  # as pynetdicom does after its own rejections: lets the PDU go out first
+
+    def on_established(self, event: evt.Event) -> None:
+        sock = getattr(event.assoc.dul.socket, "socket", None)
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        calling, host = _peer(event)
+        logger.info("event=association_open calling_ae=%s host=%s", calling, host)
+
+    def on_closed(self, event: evt.Event) -> None:
+        calling, host = _peer(event)
+        logger.info("event=association_closed calling_ae=%s host=%s how=%s", calling, host, event.event.name)
+
+    # -- services ---------------------------------------------------------------
+    def on_echo(self, event: evt.Event) -> int:
+        calling, host = _peer(event)
+        logger.info("event=echo calling_ae=%s host=%s", calling, host)
+        return STATUS["success"]
+
+    def on_store(self, event: evt.Event) -> int | Dataset:
+        calling, host = _peer(event)
+        started = time.perf_counter()
+        requested_sop = str(event.request.AffectedSOPInstanceUID)
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                ds = event.dataset
+                ds.file_meta = event.file_meta
+                sop_uid = str(ds.SOPInstanceUID)
+                study_uid = str(ds.StudyInstanceUID)
+                series_uid = str(ds.get("SeriesInstanceUID", ""))
+                sop_class = str(ds.SOPClassUID)
+                for _ in ds:  # parse every top-level element now, not later in a worker
+                    pass
+            truncated = [w for w in caught if "End of file" in str(w.message) or "truncat" in str(w.message).lower()]
+            if truncated:
+                raise ValueError(f"dataset is truncated: {truncated[0].message}")
+        except Exception as exc:  # malformed bytes from the network: answer, keep serving
+            reason = f"cannot decode dataset: {exc}"
+            logger.warning("event=store_refused calling_ae=%s sop=%s status=0xC210 reason=%s", calling, requested_sop, reason)
+            self.index.audit("store_refused", f"calling_ae={calling} sop={requested_sop} reason={reason}")
+            return _status(STATUS["cannot_understand"], reason)
+        problem = ""
+        if sop_uid != requested_sop:
+            problem = "SOP Instance UID differs from the C-STORE request"
+        elif sop_class != str(event.request.AffectedSOPClassUID):
+            problem = "SOP Class UID differs from the C-STORE request"
+        else:
+            try:
+                validate_dataset(ds)
+            except MskusInputError as exc:
+                problem = str(exc)
+        if problem:
+            logger.warning("event=store_refused calling_ae=%s sop=%s status=0xA900 reason=%s", calling, sop_uid, problem)
+            self.index.audit("store_refused", f"calling_ae={calling} sop={sop_uid} reason={problem}")
+            return _status(STATUS["does_not_match_sop_class"], problem)
+        data = event.encoded_dataset(include_meta=True)
+        digest = hashlib.sha256(data).hexdigest()
+        existing = self.index.instance(sop_uid)
+        if existing is not None and existing.sha256 == digest:
+            logger.info("event=store_duplicate calling_ae=%s sop=%s study=%s", calling, sop_uid, study_uid)
+            return STATUS["success"]
+        try:
+            path = self.store.store_instance(study_uid, sop_uid, data)
+            stored = StoredInstance(sop_uid, sop_class, study_uid, series_uid, str(path), digest)
+            self.index.record_instance(stored, calling)
+        except OSError as exc:
+            reason = f"storage unavailable: {exc.strerror or exc}"
+            logger.error("event=store_failed calling_ae=%s sop=%s status=0xA700 reason=%s", calling, sop_uid, reason)
+            return _status(STATUS["out_of_resources"], reason)
+        except Exception as exc:  # e.g. sqlite3 errors: never acknowledge what is not recorded
+            reason = f"index unavailable: {exc}"
+            logger.error("event=store_failed calling_ae=%s sop=%s status=0xA700 reason=%s", calling, sop_uid, reason)
+            return _status(STATUS["out_of_resources"], reason)
+        self.index.audit("instance_received", f"calling_ae={calling} host={host} sop={sop_uid} study={study_uid}")
+        logger.info(
+            "event=store calling_ae=%s sop=%s study=%s bytes=%d ms=%.1f",
+            calling, sop_uid, study_uid, len(data), (time.perf_counter() - started) * 1000,
+        )
+        return STATUS["success"]

@@ -1,0 +1,325 @@
+"""The node's durable index: a SQLite file in WAL mode.
+
+Tables
+------
+instances  every acknowledged instance (path, hash, study) — written before Success is returned
+studies    per study: when the last instance arrived, processing state, run counter
+results    every SR / key image written to the archive, with the run that made it
+outbox     one row per (result, destination): attempts, next attempt time, state, last error
+audit      who did what and when; never patient names
+
+Every method opens its own short transaction; connections are per thread.
+"""
+
+from __future__ import annotations
+
+import enum
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["NodeIndex", "OutboxItem", "OutboxState", "StoredInstance", "StudyState", "StudyRow"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS instances (
+    sop_instance_uid TEXT PRIMARY KEY,
+    sop_class_uid TEXT NOT NULL,
+    study_uid TEXT NOT NULL,
+    series_uid TEXT NOT NULL,
+    path TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    calling_ae TEXT NOT NULL,
+    received_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS instances_study ON instances(study_uid);
+CREATE TABLE IF NOT EXISTS studies (
+    study_uid TEXT PRIMARY KEY,
+    last_received_at REAL NOT NULL,
+    state TEXT NOT NULL,
+    runs INTEGER NOT NULL DEFAULT 0,
+    last_error TEXT NOT NULL DEFAULT '',
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS results (
+    sop_instance_uid TEXT PRIMARY KEY,
+    study_uid TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    path TEXT NOT NULL,
+    run INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    result_uid TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    last_error TEXT NOT NULL DEFAULT '',
+    updated_at REAL NOT NULL,
+    UNIQUE(result_uid, destination)
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    event TEXT NOT NULL,
+    detail TEXT NOT NULL
+);
+"""
+
+
+class StudyState(str, enum.Enum):
+    PENDING = "pending"  # instances arrived since the last run
+    PROCESSING = "processing"
+    PROCESSED = "processed"
+    FAILED = "failed"
+
+
+class OutboxState(str, enum.Enum):
+    PENDING = "pending"
+    SENT = "sent"
+    DEAD = "dead"
+
+
+@dataclass(frozen=True)
+class StoredInstance:
+    sop_instance_uid: str
+    sop_class_uid: str
+    study_uid: str
+    series_uid: str
+    path: str
+    sha256: str
+
+
+@dataclass(frozen=True)
+class StudyRow:
+    study_uid: str
+    state: StudyState
+    runs: int
+    instances: int
+    last_received_at: float
+    last_error: str
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    id: int
+    result_uid: str
+    destination: str
+    state: OutboxState
+    attempts: int
+    next_attempt_at: float
+    last_error: str
+    path: str
+
+
+class NodeIndex:
+    """Thread-safe access to the node's SQLite index.
+
+    Parameters
+    ----------
+    path : Path
+        The SQLite file; created with the schema when missing.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        # executescript manages its own transaction.
+        self._connect().executescript(_SCHEMA)
+
+    def _connect(self) -> sqlite3.Connection:
+        db = getattr(self._local, "db", None)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")  # an acknowledged instance survives power loss
+            db.row_factory = sqlite3.Row
+            self._local.db = db
+        return db
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        db = self._connect()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        else:
+            db.execute("COMMIT")
+
+    def close(self) -> None:
+        db = getattr(self._local, "db", None)
+        if db is not None:
+            db.close()
+            self._local.db = None
+
+    # -- instances -------------------------------------------------------------
+    def instance(self, sop_instance_uid: str) -> StoredInstance | None:
+        row = self._connect().execute(
+            "SELECT sop_instance_uid, sop_class_uid, study_uid, series_uid, path, sha256 FROM instances WHERE sop_instance_uid=?",
+            (sop_instance_uid,),
+        ).fetchone()
+        return StoredInstance(*row) if row else None
+
+    def record_instance(self, instance: StoredInstance, calling_ae: str, *, now: float | None = None) -> bool:
+        """Record (or replace) an instance and mark its study pending. Returns False if it was identical."""
+        now = time.time() if now is None else now
+        with self._tx() as db:
+            old = db.execute("SELECT sha256 FROM instances WHERE sop_instance_uid=?", (instance.sop_instance_uid,)).fetchone()
+            if old is not None and old[0] == instance.sha256:
+                return False
+            db.execute(
+                "INSERT OR REPLACE INTO instances VALUES (?,?,?,?,?,?,?,?)",
+                (instance.sop_instance_uid, instance.sop_class_uid, instance.study_uid, instance.series_uid,
+                 instance.path, instance.sha256, calling_ae, now),
+            )
+            db.execute(
+                "INSERT INTO studies(study_uid, last_received_at, state, updated_at) VALUES (?,?,?,?) "
+                "ON CONFLICT(study_uid) DO UPDATE SET last_received_at=excluded.last_received_at, "
+                "state=CASE WHEN studies.state='processing' THEN 'processing' ELSE 'pending' END, updated_at=excluded.updated_at",
+                (instance.study_uid, now, StudyState.PENDING.value, now),
+            )
+        return True
+
+    def study_instances(self, study_uid: str) -> list[StoredInstance]:
+        rows = self._connect().execute(
+            "SELECT sop_instance_uid, sop_class_uid, study_uid, series_uid, path, sha256 FROM instances "
+            "WHERE study_uid=? ORDER BY series_uid, path",
+            (study_uid,),
+        ).fetchall()
+        return [StoredInstance(*r) for r in rows]
+
+    # -- studies ---------------------------------------------------------------
+    def claim_quiet_studies(self, quiet_seconds: float, *, now: float | None = None) -> list[tuple[str, int, float]]:
+        """Mark pending studies quiet for ``quiet_seconds`` as processing; return (uid, run, snapshot time)."""
+        now = time.time() if now is None else now
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT study_uid, runs FROM studies WHERE state=? AND last_received_at<=?",
+                (StudyState.PENDING.value, now - quiet_seconds),
+            ).fetchall()
+            for uid, runs in rows:
+                db.execute(
+                    "UPDATE studies SET state=?, runs=?, updated_at=? WHERE study_uid=?",
+                    (StudyState.PROCESSING.value, runs + 1, now, uid),
+                )
+        return [(uid, runs + 1, now) for uid, runs in rows]
+
+    def finish_study(self, study_uid: str, snapshot: float, *, error: str = "", now: float | None = None) -> None:
+        """End a run; a study that received instances during the run goes back to pending."""
+        now = time.time() if now is None else now
+        with self._tx() as db:
+            row = db.execute("SELECT last_received_at FROM studies WHERE study_uid=?", (study_uid,)).fetchone()
+            arrived_during_run = row is not None and row[0] > snapshot
+            state = StudyState.PENDING if arrived_during_run else StudyState.FAILED if error else StudyState.PROCESSED
+            db.execute(
+                "UPDATE studies SET state=?, last_error=?, updated_at=? WHERE study_uid=?",
+                (state.value, error, now, study_uid),
+            )
+
+    def reset_interrupted(self) -> int:
+        """After a crash: studies left 'processing' become pending again."""
+        with self._tx() as db:
+            cur = db.execute(
+                "UPDATE studies SET state=? WHERE state=?", (StudyState.PENDING.value, StudyState.PROCESSING.value)
+            )
+            return cur.rowcount
+
+    def studies(self) -> list[StudyRow]:
+        rows = self._connect().execute(
+            "SELECT s.study_uid, s.state, s.runs, (SELECT COUNT(*) FROM instances i WHERE i.study_uid=s.study_uid), "
+            "s.last_received_at, s.last_error FROM studies s ORDER BY s.last_received_at"
+        ).fetchall()
+        return [StudyRow(r[0], StudyState(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
+
+    # -- results and outbox ----------------------------------------------------
+    def latest_result_path(self, study_uid: str, kind: str = "sr") -> str | None:
+        row = self._connect().execute(
+            "SELECT path FROM results WHERE study_uid=? AND kind=? ORDER BY run DESC, created_at DESC LIMIT 1",
+            (study_uid, kind),
+        ).fetchone()
+        return row[0] if row else None
+
+    def add_result(self, sop_instance_uid: str, study_uid: str, kind: str, path: str, run: int,
+                   destinations: list[str], *, now: float | None = None) -> None:
+        """Record an archived result and queue it for every destination, in one transaction."""
+        now = time.time() if now is None else now
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR IGNORE INTO results VALUES (?,?,?,?,?,?)", (sop_instance_uid, study_uid, kind, path, run, now)
+            )
+            for destination in destinations:
+                db.execute(
+                    "INSERT OR IGNORE INTO outbox(result_uid, destination, state, next_attempt_at, updated_at) "
+                    "VALUES (?,?,?,?,?)",
+                    (sop_instance_uid, destination, OutboxState.PENDING.value, now, now),
+                )
+
+    def due_outbox(self, *, now: float | None = None) -> list[OutboxItem]:
+        now = time.time() if now is None else now
+        rows = self._connect().execute(
+            "SELECT o.id, o.result_uid, o.destination, o.state, o.attempts, o.next_attempt_at, o.last_error, r.path "
+            "FROM outbox o JOIN results r ON r.sop_instance_uid=o.result_uid "
+            "WHERE o.state=? AND o.next_attempt_at<=? ORDER BY o.next_attempt_at",
+            (OutboxState.PENDING.value, now),
+        ).fetchall()
+        return [OutboxItem(r[0], r[1], r[2], OutboxState(r[3]), r[4], r[5], r[6], r[7]) for r in rows]
+
+    def outbox(self) -> list[OutboxItem]:
+        rows = self._connect().execute(
+            "SELECT o.id, o.result_uid, o.destination, o.state, o.attempts, o.next_attempt_at, o.last_error, r.path "
+            "FROM outbox o JOIN results r ON r.sop_instance_uid=o.result_uid ORDER BY o.id"
+        ).fetchall()
+        return [OutboxItem(r[0], r[1], r[2], OutboxState(r[3]), r[4], r[5], r[6], r[7]) for r in rows]
+
+    def mark_sent(self, item_id: int, *, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        with self._tx() as db:
+            db.execute(
+                "UPDATE outbox SET state=?, attempts=attempts+1, last_error='', updated_at=? WHERE id=?",
+                (OutboxState.SENT.value, now, item_id),
+            )
+
+    def mark_failed(self, item_id: int, error: str, next_attempt_at: float, dead: bool, *, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        state = OutboxState.DEAD if dead else OutboxState.PENDING
+        with self._tx() as db:
+            db.execute(
+                "UPDATE outbox SET state=?, attempts=attempts+1, last_error=?, next_attempt_at=?, updated_at=? WHERE id=?",
+                (state.value, error[:500], next_attempt_at, now, item_id),
+            )
+
+    def retry(self, item_ids: list[int] | None = None, *, now: float | None = None) -> int:
+        """Put dead (or pending) items back to pending, due now. ``None`` = every unsent item."""
+        now = time.time() if now is None else now
+        with self._tx() as db:
+            if item_ids is None:
+                cur = db.execute(
+                    "UPDATE outbox SET state=?, attempts=0, next_attempt_at=?, updated_at=? WHERE state!=?",
+                    (OutboxState.PENDING.value, now, now, OutboxState.SENT.value),
+                )
+            else:
+                marks = ",".join("?" * len(item_ids))
+                cur = db.execute(
+                    f"UPDATE outbox SET state=?, attempts=0, next_attempt_at=?, updated_at=? WHERE state!=? AND id IN ({marks})",
+                    (OutboxState.PENDING.value, now, now, OutboxState.SENT.value, *item_ids),
+                )
+            return cur.rowcount
+
+    # -- audit -----------------------------------------------------------------
+    def audit(self, event: str, detail: str, *, now: float | None = None) -> None:
+        """Append to the audit trail (identifiers and AE titles only, never patient names)."""
+        now = time.time() if now is None else now
+        with self._tx() as db:
+            db.execute("INSERT INTO audit(at, event, detail) VALUES (?,?,?)", (now, event, detail))
+
+    def audit_trail(self) -> list[tuple[float, str, str]]:
+        return [tuple(r) for r in self._connect().execute("SELECT at, event, detail FROM audit ORDER BY id").fetchall()]

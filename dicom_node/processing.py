@@ -1,0 +1,127 @@
+"""Analyse one study in a worker process and archive its results.
+
+Runs in a separate process (spawned by :class:`~dicom_node.server.StorageNode`)
+so the receiver keeps accepting associations. Input and output are small
+frozen dataclasses that pickle cheaply; the pixels never cross processes.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from dataclasses import dataclass
+
+import pydicom
+
+from dicom_node.storage import DurableStore
+from pipeline.analysis import ImageResult, analyze_image
+from pipeline.errors import MskusInputError
+from pipeline.loading import load_ultrasound
+from pipeline.sr.sop import build_measurement_report, header_dataset
+
+__all__ = ["ArchivedResult", "StudyJob", "StudyOutcome", "process_study"]
+
+logger = logging.getLogger("mskus.node.worker")
+
+
+@dataclass(frozen=True)
+class StudyJob:
+    """One analysis run of one study."""
+
+    data_dir: str
+    study_uid: str
+    run: int
+    instance_paths: tuple[str, ...]
+    previous_sr_path: str | None
+    key_images: bool
+    snapshot: float
+
+
+@dataclass(frozen=True)
+class ArchivedResult:
+    sop_instance_uid: str
+    kind: str  # "sr" or "key_image"
+    path: str
+
+
+@dataclass(frozen=True)
+class StudyOutcome:
+    run: int
+    snapshot: float
+    images: int
+    failed_images: int
+    results: tuple[ArchivedResult, ...]
+    seconds: float
+    error: str = ""
+
+
+def _to_bytes(ds: pydicom.Dataset) -> bytes:
+    buffer = io.BytesIO()
+    ds.save_as(buffer, enforce_file_format=True)
+    return buffer.getvalue()
+
+
+def process_study(job: StudyJob) -> StudyOutcome:
+    """Analyse every instance of the study, write the SR (and key images) to the archive.
+
+    The SR supersedes the study's previous SR (Predecessor Documents) when
+    there is one. Refused images make the SR PARTIAL and are named in it.
+    """
+    started = time.perf_counter()
+    store = DurableStore(job.data_dir)
+    results: list[ImageResult] = []
+    headers: list[pydicom.Dataset] = []
+    frames_for_key_images = []
+    for path in job.instance_paths:
+        try:
+            image = load_ultrasound(path)
+        except (MskusInputError, OSError) as exc:
+            # Accepted on the network but unreadable now: report it, do not guess.
+            logger.warning("event=instance_unreadable path=%s reason=%s", path, exc)
+            continue
+        result = analyze_image(image)
+        results.append(result)
+        headers.append(header_dataset(image.dataset))
+        if job.key_images and result.frames:
+            frames_for_key_images.append((image, result))
+    archived: list[ArchivedResult] = []
+    if results:
+        previous = None
+        if job.previous_sr_path:
+            try:
+                previous = pydicom.dcmread(job.previous_sr_path)
+            except (OSError, pydicom.errors.InvalidDicomError) as exc:
+                logger.warning("event=previous_sr_unreadable path=%s reason=%s", job.previous_sr_path, exc)
+        report = build_measurement_report(results, headers, previous=previous, instance_number=job.run)
+        path = store.store_result(job.study_uid, str(report.SOPInstanceUID), _to_bytes(report))
+        archived.append(ArchivedResult(str(report.SOPInstanceUID), "sr", str(path)))
+        if job.key_images:
+            archived.extend(_key_images(store, job, frames_for_key_images))
+    failed = sum(1 for r in results if r.failed) + (len(job.instance_paths) - len(results))
+    return StudyOutcome(
+        run=job.run,
+        snapshot=job.snapshot,
+        images=len(job.instance_paths),
+        failed_images=failed,
+        results=tuple(archived),
+        seconds=time.perf_counter() - started,
+        error="" if results else "no instance of the study could be read",
+    )
+
+
+def _key_images(store: DurableStore, job: StudyJob, analysed: list) -> list[ArchivedResult]:
+    try:
+        from pipeline.keyimage import build_key_image
+        from pipeline.overlay import draw_overlay
+    except ImportError:  # key images are optional
+        return []
+    out = []
+    for image, result in analysed:
+        by_index = {f.frame_index: f for f in result.frames}
+        for frame in image.iter_frames(sorted(by_index)):
+            overlay = draw_overlay(frame, by_index[frame.index])
+            key = build_key_image(overlay, image.dataset, frame_number=frame.frame_number)
+            path = store.store_result(job.study_uid, str(key.SOPInstanceUID), _to_bytes(key))
+            out.append(ArchivedResult(str(key.SOPInstanceUID), "key_image", str(path)))
+    return out

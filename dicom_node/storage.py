@@ -1,0 +1,79 @@
+"""Durable files: received instances in the inbox, results in the archive.
+
+A file is written to a temporary name, fsync'd, renamed into place and its
+folder fsync'd, so that after Success is returned a crash or power loss
+cannot lose or half-write it. File names are built from sanitised UIDs only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from pathlib import Path
+
+__all__ = ["DurableStore", "safe_uid_name"]
+
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+
+
+def safe_uid_name(uid: str) -> str:
+    """A file-name-safe form of a UID: the UID itself when it is a valid UID, else its hash.
+
+    Whatever a sender puts in a UID (``../``, slashes, NUL, 10 kB of text) the
+    result is a plain name without path separators.
+    """
+    text = str(uid).strip().rstrip("\x00")
+    if 0 < len(text) <= 64 and _UID.match(text):
+        return text
+    return "x" + hashlib.sha256(str(uid).encode("utf-8", "surrogateescape")).hexdigest()[:40]
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class DurableStore:
+    """The node's data folder: ``inbox/``, ``archive/`` and ``tmp/``.
+
+    Parameters
+    ----------
+    root : Path
+        The data folder; created when missing.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.inbox = self.root / "inbox"
+        self.archive = self.root / "archive"
+        self.tmp = self.root / "tmp"
+        for folder in (self.inbox, self.archive, self.tmp):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    def _write(self, folder: Path, name: str, data: bytes) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        target = folder / name
+        tmp_path = self.tmp / f"{name}.{os.getpid()}.{id(data)}.part"
+        try:
+            with open(tmp_path, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp_path, target)
+        except BaseException:
+            tmp_path.unlink(missing_ok=True)
+            raise
+        _fsync_dir(folder)
+        return target
+
+    def store_instance(self, study_uid: str, sop_instance_uid: str, data: bytes) -> Path:
+        """Durably write a received instance to ``inbox/<study>/<sop>.dcm``."""
+        return self._write(self.inbox / safe_uid_name(study_uid), safe_uid_name(sop_instance_uid) + ".dcm", data)
+
+    def store_result(self, study_uid: str, sop_instance_uid: str, data: bytes) -> Path:
+        """Durably write a result (SR, key image) to ``archive/<study>/<sop>.dcm``."""
+        return self._write(self.archive / safe_uid_name(study_uid), safe_uid_name(sop_instance_uid) + ".dcm", data)

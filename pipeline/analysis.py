@@ -1,0 +1,280 @@
+"""Run the measurement protocol on every frame of an ultrasound image.
+
+:func:`analyze_file` / :func:`analyze_image` tie the library together:
+loading, protocol selection, segmentation and measurement. Results travel
+as frozen dataclasses; :func:`measurement_rows` flattens them into the rows
+of CONTRACT.md section 2 for tables and CSV.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pipeline import __version__
+from pipeline.calibration import CalibrationSource, FrameCalibration
+from pipeline.errors import CalibrationError, MskusInputError
+from pipeline.loading import UltrasoundFrame, UltrasoundImage, load_ultrasound
+from pipeline.measurements.echogenicity import colour_pixel_mask
+from pipeline.measurements.muscle import MuscleMeasurement, measure_muscle
+from pipeline.measurements.nerve import NerveMeasurement, measure_nerve
+from pipeline.protocols import Laterality, Protocol, ProtocolChoice, ProtocolRules, laterality_of, load_protocol_rules
+from pipeline.segmentation import ClassicalNerveSegmenter, NerveSegmenter
+
+__all__ = [
+    "FrameResult",
+    "ImageResult",
+    "MeasurementRow",
+    "RowStatus",
+    "analyze_file",
+    "analyze_frame",
+    "analyze_image",
+    "measurement_rows",
+]
+
+logger = logging.getLogger(__name__)
+
+
+class RowStatus(str, enum.Enum):
+    MEASURED = "measured"
+    REFUSED = "refused"
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """What was measured on one frame, or why nothing was.
+
+    Exactly one of ``nerve`` / ``muscle`` is set when the frame was measured;
+    ``reason`` says why a measurement (or part of it) was not made.
+    """
+
+    frame_index: int
+    protocol: Protocol
+    site: str
+    laterality: Laterality
+    calibration: FrameCalibration = field(repr=False)
+    nerve: NerveMeasurement | None = None
+    muscle: MuscleMeasurement | None = None
+    reason: str = ""
+
+    @property
+    def frame_number(self) -> int:
+        return self.frame_index + 1
+
+    @property
+    def measured(self) -> bool:
+        return self.nerve is not None or self.muscle is not None
+
+
+@dataclass(frozen=True)
+class ImageResult:
+    """All frames of one source image, or the reason the image was refused."""
+
+    source_file: str | None
+    sop_instance_uid: str = ""
+    sop_class_uid: str = ""
+    study_instance_uid: str = ""
+    series_instance_uid: str = ""
+    number_of_frames: int = 0
+    protocol: ProtocolChoice | None = None
+    frames: tuple[FrameResult, ...] = ()
+    error: str = ""
+    error_code: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.error)
+
+
+@dataclass(frozen=True)
+class MeasurementRow:
+    """One row of the measurements table (CONTRACT.md section 2)."""
+
+    study_uid: str
+    series_uid: str
+    sop_instance_uid: str
+    frame: int
+    source_file: str
+    protocol: str
+    structure: str
+    laterality: str
+    measurement: str
+    value: float | None
+    unit: str
+    status: RowStatus
+    reason: str = ""
+    confidence: float | None = None
+    mm_per_px: float | None = None
+    calibration: str = ""
+    software_version: str = __version__
+
+
+def analyze_frame(
+    frame: UltrasoundFrame,
+    choice: ProtocolChoice,
+    laterality: Laterality,
+    *,
+    segmenter: NerveSegmenter,
+) -> FrameResult:
+    """Measure one frame with the chosen protocol."""
+    cal = frame.calibration
+    exclude = colour_pixel_mask(frame.color)
+    base = dict(
+        frame_index=frame.index, protocol=choice.protocol, site=choice.site, laterality=laterality, calibration=cal
+    )
+    # A Pixel Spacing fallback or a missing calibration is said next to every value.
+    if not cal.is_calibrated:
+        uncalibrated_note = f"{cal.note}: mm values not reported"
+    else:
+        uncalibrated_note = cal.note
+    scale = cal.mm_per_px if cal.is_calibrated else None
+    if choice.protocol is Protocol.NERVE:
+        found = segmenter.segment(frame.gray, cal.tissue_box, mm_per_px=scale, exclude=exclude)
+        if not found:
+            return FrameResult(**base, reason="no nerve found: no structure with a bright rim around a non-anechoic interior")
+        best = found[0]
+        try:
+            nerve = measure_nerve(frame.gray, best.contour_px, cal, confidence=best.confidence, exclude=exclude)
+        except CalibrationError as exc:
+            return FrameResult(**base, reason=f"nerve measurement refused: {exc}")
+        return FrameResult(**base, nerve=nerve, reason=uncalibrated_note)
+    try:
+        muscle = measure_muscle(
+            frame.gray,
+            cal.tissue_box,
+            mm_per_px_x=cal.mm_per_px_x,
+            mm_per_px_y=cal.mm_per_px_y,
+            exclude=exclude,
+        )
+        if cal.is_calibrated:
+            cal.check_measurement(muscle.caliper_px)
+    except MskusInputError as exc:
+        return FrameResult(**base, reason=f"muscle measurement refused: {exc}")
+    return FrameResult(**base, muscle=muscle, reason=uncalibrated_note)
+
+
+def analyze_image(
+    image: UltrasoundImage,
+    *,
+    rules: ProtocolRules | None = None,
+    protocol: Protocol | str | None = None,
+    segmenter: NerveSegmenter | None = None,
+    frames: Iterable[int] | None = None,
+) -> ImageResult:
+    """Choose the protocol and measure every frame (or the given 0-based frames)."""
+    rules = rules or load_protocol_rules()
+    segmenter = segmenter or ClassicalNerveSegmenter()
+    common = dict(
+        source_file=image.source,
+        sop_instance_uid=image.sop_instance_uid,
+        sop_class_uid=image.sop_class_uid,
+        study_instance_uid=image.study_instance_uid,
+        series_instance_uid=image.series_instance_uid,
+        number_of_frames=image.number_of_frames,
+    )
+    try:
+        choice = rules.choose(image.dataset, override=protocol)
+    except MskusInputError as exc:
+        return ImageResult(**common, error=str(exc), error_code=exc.code)
+    laterality = laterality_of(image.dataset)
+    results = []
+    try:
+        for frame in image.iter_frames(frames):
+            results.append(analyze_frame(frame, choice, laterality, segmenter=segmenter))
+    except MskusInputError as exc:
+        return ImageResult(**common, protocol=choice, frames=tuple(results), error=str(exc), error_code=exc.code)
+    return ImageResult(**common, protocol=choice, frames=tuple(results))
+
+
+def analyze_file(
+    path: str | os.PathLike[str],
+    *,
+    rules: ProtocolRules | None = None,
+    protocol: Protocol | str | None = None,
+    segmenter: NerveSegmenter | None = None,
+) -> ImageResult:
+    """Load and analyse one file; refusals become an :class:`ImageResult` with ``error`` set."""
+    try:
+        image = load_ultrasound(path)
+    except MskusInputError as exc:
+        return ImageResult(source_file=str(path), error=str(exc), error_code=exc.code)
+    except OSError as exc:
+        return ImageResult(source_file=str(path), error=f"cannot read file: {exc.strerror or exc}", error_code="unreadable")
+    return analyze_image(image, rules=rules, protocol=protocol, segmenter=segmenter)
+
+
+def _rows_for_frame(result: ImageResult, frame: FrameResult) -> Iterator[MeasurementRow]:
+    cal = frame.calibration
+    common = dict(
+        study_uid=result.study_instance_uid,
+        series_uid=result.series_instance_uid,
+        sop_instance_uid=result.sop_instance_uid,
+        frame=frame.frame_number,
+        source_file=result.source_file or "",
+        protocol=frame.protocol.value,
+        structure=frame.site,
+        laterality=frame.laterality.value,
+        mm_per_px=cal.mm_per_px if cal.is_calibrated else None,
+        calibration=cal.source.value,
+    )
+    if not frame.measured:
+        yield MeasurementRow(**common, measurement="", value=None, unit="", status=RowStatus.REFUSED, reason=frame.reason)
+        return
+    values: list[tuple[str, float | None, str]]
+    if frame.nerve is not None:
+        n = frame.nerve
+        confidence = n.confidence
+        values = [
+            ("cross_sectional_area", n.cross_sectional_area_mm2, "mm2"),
+            ("perimeter", n.perimeter_mm, "mm"),
+            ("major_axis", n.major_axis_mm, "mm"),
+            ("minor_axis", n.minor_axis_mm, "mm"),
+            ("flattening_ratio", n.flattening_ratio if n.cross_sectional_area_mm2 is not None else None, "1"),
+            ("echogenicity_mean", n.echogenicity.mean, "1"),
+            ("echogenicity_sd", n.echogenicity.sd, "1"),
+        ]
+    else:
+        m = frame.muscle
+        assert m is not None
+        confidence = m.confidence
+        values = [
+            ("thickness", m.thickness_mm, "mm"),
+            ("thickness_mean_central_half", m.thickness_mean_central_half_mm, "mm"),
+            ("subcutaneous_thickness", m.subcutaneous_thickness_mm, "mm"),
+            ("echogenicity_mean", m.echogenicity.mean, "1"),
+            ("echogenicity_sd", m.echogenicity.sd, "1"),
+            ("echogenicity_median", m.echogenicity.median, "1"),
+        ]
+    for name, value, unit in values:
+        if value is None:
+            if name == "subcutaneous_thickness" and cal.is_calibrated:
+                continue  # optional measurement; absent when not determinable
+            reason = frame.reason or "not determinable"
+            yield MeasurementRow(
+                **common, measurement=name, value=None, unit=unit, status=RowStatus.REFUSED, reason=reason, confidence=confidence
+            )
+        else:
+            note = frame.reason if cal.source is CalibrationSource.PIXEL_SPACING else ""
+            yield MeasurementRow(
+                **common,
+                measurement=name,
+                value=float(value),
+                unit=unit,
+                status=RowStatus.MEASURED,
+                reason=note,
+                confidence=confidence,
+            )
+
+
+def measurement_rows(result: ImageResult) -> Iterator[MeasurementRow]:
+    """Flatten an image result into measurement rows (refused frames give one refused row)."""
+    for frame in result.frames:
+        yield from _rows_for_frame(result, frame)
+
+
+def source_name(path: str | None) -> str:
+    return Path(path).name if path else ""

@@ -1,0 +1,66 @@
+"""QA overlays: the frame with the contour, calipers, ROI and values drawn on it."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from pipeline.analysis import FrameResult
+from pipeline.loading import UltrasoundFrame
+
+__all__ = ["draw_overlay"]
+
+_GREEN = (0, 220, 0)
+_YELLOW = (0, 220, 255)
+_CYAN = (255, 200, 0)
+_RED = (0, 0, 255)
+
+
+def _poly(points: np.ndarray, shift: int = 4) -> np.ndarray:
+    return np.round(np.asarray(points, dtype=np.float64) * (1 << shift)).astype(np.int32).reshape(-1, 1, 2)
+
+
+def draw_overlay(frame: UltrasoundFrame, result: FrameResult) -> np.ndarray:
+    """BGR uint8 image of the frame with the measurement drawn on it.
+
+    Contour and ROI in frame pixel coordinates, exactly as written to the
+    outputs, so the reviewer sees the pixels the numbers came from.
+    """
+    base = frame.color[..., ::-1] if frame.color is not None else cv2.cvtColor(frame.gray, cv2.COLOR_GRAY2BGR)
+    image = np.ascontiguousarray(base).copy()
+    box = frame.calibration.tissue_box
+    cv2.rectangle(image, (box.x0, box.y0), (box.x1, box.y1), (90, 90, 90), 1)
+    lines: list[str] = []
+    if result.nerve is not None:
+        n = result.nerve
+        cv2.polylines(image, [_poly(n.contour_px)], True, _GREEN, 1, cv2.LINE_AA, shift=4)
+        if n.cross_sectional_area_mm2 is not None:
+            lines.append(f"CSA {n.cross_sectional_area_mm2:.2f} mm2  flat {n.flattening_ratio:.2f}")
+        lines.append(f"echo {n.echogenicity.mean:.1f} +/- {n.echogenicity.sd:.1f}  conf {n.confidence:.2f}")
+    elif result.muscle is not None:
+        m = result.muscle
+        cv2.polylines(image, [_poly(m.roi_polygon_px)], True, _CYAN, 1, cv2.LINE_AA, shift=4)
+        cv2.polylines(image, [_poly(m.superficial_edge_px)], False, _YELLOW, 1, cv2.LINE_AA, shift=4)
+        cv2.polylines(image, [_poly(m.deep_edge_px)], False, _YELLOW, 1, cv2.LINE_AA, shift=4)
+        (x0, y0), (x1, y1) = np.asarray(m.caliper_px, dtype=float)
+        cv2.line(image, (int(round(x0)), int(round(y0))), (int(round(x1)), int(round(y1))), _GREEN, 1, cv2.LINE_AA)
+        for x, y in ((x0, y0), (x1, y1)):
+            cv2.drawMarker(image, (int(round(x)), int(round(y))), _GREEN, cv2.MARKER_CROSS, 9, 1)
+        if m.thickness_mm is not None:
+            lines.append(f"thickness {m.thickness_mm:.2f} mm ({m.deep_boundary})")
+        else:
+            lines.append(f"thickness {m.thickness_px:.1f} px (uncalibrated)")
+        e = m.echogenicity
+        lines.append(f"echo {e.mean:.1f} +/- {e.sd:.1f} median {e.median:.0f}")
+    else:
+        lines.append(result.reason[:90])
+    if result.reason and result.measured:
+        lines.append(result.reason[:90])
+    lines.append("mskus automated measurement - not for diagnosis")
+    y = max(box.y1 + 18, 18) if box.y1 + 18 * (len(lines) + 1) < image.shape[0] else 18
+    for text in lines:
+        color = _RED if not result.measured else (255, 255, 255)
+        cv2.putText(image, text, (max(box.x0, 4), y), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 3, cv2.LINE_AA)
+        cv2.putText(image, text, (max(box.x0, 4), y), cv2.FONT_HERSHEY_SIMPLEX, 0.45, color, 1, cv2.LINE_AA)
+        y += 17
+    return image

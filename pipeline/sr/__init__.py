@@ -1,0 +1,52 @@
+"""DICOM Structured Reports: TID 1500 Imaging Measurement Reports (CONTRACT.md section 5).
+
+- :mod:`pipeline.sr.codes`: the coded concepts used, as constants;
+- :mod:`pipeline.sr.content`: measurement groups (TID 1410 / 1501) from analysis results;
+- :mod:`pipeline.sr.sop`: the SR document of one study (:func:`build_measurement_report`);
+- :mod:`pipeline.sr.reader`: a generic reader for any TID 1500 SR (:func:`read_measurement_report`).
+"""
+
+from pipeline.sr.content import AlgorithmInfo, SourceImage, muscle_algorithm, nerve_algorithm
+from pipeline.sr.reader import (
+    CodedValue,
+    ImageReference,
+    MeasurementGroup,
+    MeasurementReport,
+    NumericMeasurement,
+    SpatialCoordinates,
+    TextObservation,
+    read_measurement_report,
+)
+from pipeline.sr.sop import (
+    ReportError,
+    build_measurement_report,
+    group_by_study,
+    header_dataset,
+    report_file_name,
+    slim_result,
+    study_completeness,
+    write_measurement_reports,
+)
+
+__all__ = [
+    "AlgorithmInfo",
+    "CodedValue",
+    "ImageReference",
+    "MeasurementGroup",
+    "MeasurementReport",
+    "NumericMeasurement",
+    "ReportError",
+    "SourceImage",
+    "SpatialCoordinates",
+    "TextObservation",
+    "build_measurement_report",
+    "group_by_study",
+    "header_dataset",
+    "muscle_algorithm",
+    "nerve_algorithm",
+    "read_measurement_report",
+    "report_file_name",
+    "slim_result",
+    "study_completeness",
+    "write_measurement_reports",
+]

@@ -1,0 +1,551 @@
+"""Measurement groups (TID 1410 / TID 1501) built from analysis results.
+
+One TID 1410 *Planar ROI Measurements* group per measured structure per
+frame, each with its own Tracking Identifier and Tracking Unique Identifier,
+Finding, Finding Site with laterality, Algorithm Identification and an Image
+Region SCOORD on the exact source image (and frame, for multi-frame images):
+
+- nerve: closed POLYLINE of the contour; Area, Perimeter, Major and Minor
+  Axis (mm where calibrated) and Echogenicity mean and SD;
+- muscle: a thickness group (open 2-point POLYLINE of the caliper;
+  Thickness) and an echogenicity group (closed POLYLINE of the ROI;
+  Echogenicity mean, SD and median).
+
+A frame or image on which no measurement could be made gets a TID 1501
+group that references the source image and says why in a TEXT item, so
+nothing is dropped silently. Missing mm values (uncalibrated frames) are not
+written; a TEXT item says why.
+
+Coordinates: the pipeline uses pixel-centre coordinates (centre of the
+top-left pixel at (0, 0)); DICOM SCOORD puts the top-left corner of the
+top-left pixel at (0, 0), so :data:`SCOORD_OFFSET` (0.5) is added.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Union
+
+import highdicom as hd
+import numpy as np
+from pydicom.dataset import Dataset
+from pydicom.sr.coding import Code
+
+from pipeline import __version__
+from pipeline.analysis import FrameResult, ImageResult
+from pipeline.calibration import CalibrationSource
+from pipeline.measurements.muscle import MuscleMeasurement
+from pipeline.measurements.nerve import NerveMeasurement
+from pipeline.protocols import Laterality, Protocol
+from pipeline.sr import codes
+
+__all__ = [
+    "SCOORD_OFFSET",
+    "AlgorithmInfo",
+    "MeasurementGroupTemplate",
+    "SourceImage",
+    "frame_groups",
+    "image_groups",
+    "image_library",
+    "muscle_algorithm",
+    "muscle_groups",
+    "nerve_algorithm",
+    "nerve_group",
+    "not_measured_group",
+    "to_scoord",
+]
+
+#: Added to pipeline pixel coordinates to get DICOM SCOORD image coordinates.
+SCOORD_OFFSET = 0.5
+
+MeasurementGroupTemplate = Union[
+    hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations,
+    hd.sr.MeasurementsAndQualitativeEvaluations,
+]
+
+
+@dataclass(frozen=True)
+class SourceImage:
+    """The image instance a measurement was made on.
+
+    Attributes
+    ----------
+    sop_class_uid, sop_instance_uid : str
+        Identity of the source instance.
+    number_of_frames : int
+        Frames in the instance.
+    multiframe : bool
+        The instance is multi-frame (its IOD has Number of Frames): frame
+        numbers are then referenced, even for a one-frame instance.
+    label : str
+        Short human-readable name (file name, else SOP Instance UID) used in
+        tracking identifiers and TEXT items.
+    """
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    number_of_frames: int = 1
+    multiframe: bool = False
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.sop_class_uid or not self.sop_instance_uid:
+            raise ValueError("a source image needs a SOP Class UID and a SOP Instance UID")
+        if self.number_of_frames < 1:
+            raise ValueError(f"number_of_frames must be >= 1, got {self.number_of_frames}")
+
+    @classmethod
+    def from_dataset(cls, dataset: Dataset, *, label: str = "") -> SourceImage:
+        """Source reference from an image dataset (header only is enough)."""
+        try:
+            frames = int(dataset.get("NumberOfFrames", 1) or 1)
+        except (TypeError, ValueError):
+            frames = 1
+        return cls(
+            sop_class_uid=str(dataset.SOPClassUID),
+            sop_instance_uid=str(dataset.SOPInstanceUID),
+            number_of_frames=max(1, frames),
+            multiframe="NumberOfFrames" in dataset or frames > 1,
+            label=label or str(dataset.SOPInstanceUID),
+        )
+
+    @property
+    def is_multiframe(self) -> bool:
+        return self.multiframe or self.number_of_frames > 1
+
+    def frame_numbers(self, frame_number: int | None) -> list[int] | None:
+        """Referenced Frame Number value for ``frame_number`` (``None`` for single-frame images)."""
+        if frame_number is None or not self.is_multiframe:
+            return None
+        if not 1 <= frame_number <= self.number_of_frames:
+            raise ValueError(
+                f"frame number {frame_number} outside 1..{self.number_of_frames} of {self.label or self.sop_instance_uid}"
+            )
+        return [int(frame_number)]
+
+    def for_region(self, frame_number: int | None) -> hd.sr.SourceImageForRegion:
+        return hd.sr.SourceImageForRegion(
+            referenced_sop_class_uid=self.sop_class_uid,
+            referenced_sop_instance_uid=self.sop_instance_uid,
+            referenced_frame_numbers=self.frame_numbers(frame_number),
+        )
+
+    def for_group(self, frame_number: int | None) -> hd.sr.SourceImageForMeasurementGroup:
+        return hd.sr.SourceImageForMeasurementGroup(
+            referenced_sop_class_uid=self.sop_class_uid,
+            referenced_sop_instance_uid=self.sop_instance_uid,
+            referenced_frame_numbers=self.frame_numbers(frame_number),
+        )
+
+
+@dataclass(frozen=True)
+class AlgorithmInfo:
+    """What TID 4019 Algorithm Identification records: name, version, parameters.
+
+    Parameters are ``"name=value"`` strings for every setting that affects
+    the results.
+    """
+
+    name: str
+    version: str
+    parameters: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.version:
+            raise ValueError("an algorithm needs a name and a version")
+
+    def to_template(self) -> hd.sr.AlgorithmIdentification:
+        return hd.sr.AlgorithmIdentification(
+            name=self.name, version=self.version, parameters=list(self.parameters) or None
+        )
+
+
+def _format_parameter(name: str, value: object) -> str:
+    if isinstance(value, float):
+        return f"{name}={value:.10g}"
+    if isinstance(value, (tuple, list)):
+        return f"{name}=" + ",".join(f"{v:.10g}" if isinstance(v, float) else str(v) for v in value)
+    return f"{name}={value}"
+
+
+def nerve_algorithm(segmenter: object | None = None) -> AlgorithmInfo:
+    """Algorithm Identification of the nerve measurement.
+
+    Parameters
+    ----------
+    segmenter : NerveSegmenter, optional
+        The segmenter that produced the contours (default
+        :class:`~pipeline.segmentation.ClassicalNerveSegmenter`). Its
+        ``name``/``version`` name the algorithm; ``parameters.as_dict()``,
+        when present, lists its parameters.
+    """
+    if segmenter is None:
+        from pipeline.segmentation import ClassicalNerveSegmenter
+
+        segmenter = ClassicalNerveSegmenter()
+    name = str(getattr(segmenter, "name", "") or type(segmenter).__name__)
+    version = str(getattr(segmenter, "version", "") or "unknown")
+    params: list[str] = [f"mskus={__version__}"]
+    parameters = getattr(segmenter, "parameters", None)
+    as_dict = getattr(parameters, "as_dict", None)
+    if callable(as_dict):
+        params.extend(_format_parameter(k, v) for k, v in sorted(as_dict().items()))
+    return AlgorithmInfo(name=name, version=version, parameters=tuple(params))
+
+
+def _module_constants(module: ModuleType) -> list[str]:
+    """Public UPPER_CASE numeric/text settings of a module, as ``name=value``."""
+    out = []
+    for key in sorted(vars(module)):
+        if not key[0].isalpha() or key.upper() != key:
+            continue
+        value = getattr(module, key)
+        if isinstance(value, bool) or not isinstance(value, (int, float, str, tuple)):
+            continue
+        if isinstance(value, tuple) and not all(isinstance(v, (int, float)) for v in value):
+            continue
+        if key.startswith("DEEP_BOUNDARY_"):
+            continue  # labels, not settings
+        out.append(_format_parameter(key.lower(), value))
+    return out
+
+
+def muscle_algorithm() -> AlgorithmInfo:
+    """Algorithm Identification of the muscle thickness / echogenicity measurement.
+
+    Its parameters are the public settings of
+    :mod:`pipeline.measurements.muscle` (ROI margin and width, assumed
+    dynamic range, tilt search, ...), read at call time.
+    """
+    from pipeline.measurements import muscle as muscle_module
+
+    params = [f"mskus={__version__}", *_module_constants(muscle_module)]
+    return AlgorithmInfo(name="mskus-muscle", version=__version__, parameters=tuple(params))
+
+
+# --------------------------------------------------------------------------------------
+# Small builders
+# --------------------------------------------------------------------------------------
+
+
+def to_scoord(points_px: np.ndarray | Sequence[Sequence[float]], *, closed: bool) -> np.ndarray:
+    """Pipeline pixel coordinates -> SCOORD graphic data (float32, (N, 2)).
+
+    ``closed`` repeats the first point at the end (a closed POLYLINE), unless
+    it is already repeated.
+
+    Raises
+    ------
+    ValueError
+        Not an (N, 2) array of finite numbers, or too few points.
+    """
+    pts = np.asarray(points_px, dtype=np.float64)
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise ValueError(f"points must be an (N, 2) array, got shape {pts.shape}")
+    if not np.all(np.isfinite(pts)):
+        raise ValueError("points must be finite")
+    if closed:
+        if len(pts) < 3:
+            raise ValueError(f"a closed outline needs at least 3 points, got {len(pts)}")
+        if not np.array_equal(pts[0], pts[-1]):
+            pts = np.vstack([pts, pts[:1]])
+    elif len(pts) < 2:
+        raise ValueError(f"a polyline needs at least 2 points, got {len(pts)}")
+    return (pts + SCOORD_OFFSET).astype(np.float32)
+
+
+def _text(name: Code, value: str) -> hd.sr.TextContentItem:
+    return hd.sr.TextContentItem(
+        name=name, value=" ".join(str(value).split()), relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
+    )
+
+
+def _measurement(name: Code, value: float, unit: Code, derivation: Code | None = None) -> hd.sr.Measurement:
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name.meaning}: value {value} is not finite")
+    return hd.sr.Measurement(name=name, value=value, unit=unit, derivation=derivation)
+
+
+def _finding_site(site: str, laterality: Laterality) -> hd.sr.FindingSite:
+    return hd.sr.FindingSite(anatomic_location=codes.site_code(site), laterality=codes.laterality_code(laterality))
+
+
+def _side_label(laterality: Laterality) -> str:
+    return {Laterality.RIGHT: "right", Laterality.LEFT: "left", Laterality.BOTH: "both sides"}.get(
+        Laterality(laterality), ""
+    )
+
+
+def _tracking(source: SourceImage, frame: FrameResult, what: str) -> hd.sr.TrackingIdentifier:
+    side = _side_label(frame.laterality)
+    site = f"{side} {frame.site}".strip()
+    frame_part = f" frame {frame.frame_number}" if source.is_multiframe else ""
+    return hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=f"{what}: {site} ({source.label}{frame_part})")
+
+
+def _with_texts(group: MeasurementGroupTemplate, texts: Iterable[hd.sr.TextContentItem]) -> MeasurementGroupTemplate:
+    """Append TEXT qualitative evaluations (TID 1501 row 12 / TID 1410) to a group."""
+    items = list(texts)
+    if items:
+        group[0].ContentSequence.extend(items)
+    return group
+
+
+def _notes(frame: FrameResult, *, mm_reported: bool) -> list[hd.sr.TextContentItem]:
+    """The frame's reason as a TEXT item: calibration fallback or why mm values are missing."""
+    if not frame.reason:
+        return []
+    if frame.calibration.source is CalibrationSource.PIXEL_SPACING or mm_reported:
+        return [_text(codes.CALIBRATION_NOTE, frame.reason)]
+    return [_text(codes.NOT_MEASURED_REASON, frame.reason)]
+
+
+# --------------------------------------------------------------------------------------
+# Image Library (TID 1600)
+# --------------------------------------------------------------------------------------
+
+
+def _modality_code(dataset: Dataset) -> Code:
+    modality = str(dataset.get("Modality", "") or "").strip().upper()
+    if not modality and str(dataset.SOPClassUID) in _ULTRASOUND_CLASSES:
+        modality = "US"
+    return codes.MODALITY_CODES.get(modality) or Code(modality or "OT", "DCM", modality or "Other")
+
+
+_ULTRASOUND_CLASSES = frozenset(
+    {"1.2.840.10008.5.1.4.1.1.6.1", "1.2.840.10008.5.1.4.1.1.6", "1.2.840.10008.5.1.4.1.1.3.1", "1.2.840.10008.5.1.4.1.1.3"}
+)
+
+
+def image_library(datasets: Sequence[Dataset]) -> hd.sr.ContainerContentItem:
+    """TID 1600 Image Library listing every source image.
+
+    One Image Library Group per modality (and Frame of Reference), each image
+    with its Modality, Pixel Data Rows and Columns (TID 1602). Built here
+    rather than by highdicom so that every ultrasound SOP class the loader
+    accepts (the retired ones and Secondary Capture included) can be listed.
+
+    Raises
+    ------
+    ValueError
+        No datasets, or a dataset without SOP Class/Instance UID, Rows or Columns.
+    """
+    if not datasets:
+        raise ValueError("the Image Library needs at least one image")
+    rel = hd.sr.RelationshipTypeValues
+    groups: dict[tuple[str, str], list[hd.sr.ImageContentItem]] = {}
+    for ds in datasets:
+        for keyword in ("SOPClassUID", "SOPInstanceUID", "Rows", "Columns"):
+            if not ds.get(keyword):
+                raise ValueError(f"image {ds.get('SOPInstanceUID', '?')} has no {keyword}")
+        modality = _modality_code(ds)
+        entry = hd.sr.ImageContentItem(
+            name=codes.SOURCE,
+            referenced_sop_class_uid=str(ds.SOPClassUID),
+            referenced_sop_instance_uid=str(ds.SOPInstanceUID),
+            relationship_type=rel.CONTAINS,
+        )
+        entry.ContentSequence = hd.sr.ContentSequence(
+            [
+                hd.sr.CodeContentItem(name=codes.MODALITY, value=modality, relationship_type=rel.HAS_ACQ_CONTEXT),
+                hd.sr.NumContentItem(
+                    name=codes.PIXEL_DATA_ROWS, value=int(ds.Rows), unit=codes.PIXELS,
+                    relationship_type=rel.HAS_ACQ_CONTEXT,
+                ),
+                hd.sr.NumContentItem(
+                    name=codes.PIXEL_DATA_COLUMNS, value=int(ds.Columns), unit=codes.PIXELS,
+                    relationship_type=rel.HAS_ACQ_CONTEXT,
+                ),
+            ]
+        )
+        key = (modality.value, str(ds.get("FrameOfReferenceUID", "") or ""))
+        groups.setdefault(key, []).append(entry)
+    library = hd.sr.ContainerContentItem(name=codes.IMAGE_LIBRARY, relationship_type=rel.CONTAINS)
+    library.ContentSequence = hd.sr.ContentSequence()
+    for (_, frame_of_reference), entries in groups.items():
+        group = hd.sr.ContainerContentItem(name=codes.IMAGE_LIBRARY_GROUP, relationship_type=rel.CONTAINS)
+        items: list[hd.sr.ContentItem] = []
+        if frame_of_reference:
+            items.append(
+                hd.sr.UIDRefContentItem(
+                    name=codes.FRAME_OF_REFERENCE_UID, value=frame_of_reference, relationship_type=rel.HAS_ACQ_CONTEXT
+                )
+            )
+        items.extend(entries)
+        group.ContentSequence = hd.sr.ContentSequence(items)
+        library.ContentSequence.append(group)
+    return library
+
+
+# --------------------------------------------------------------------------------------
+# Groups
+# --------------------------------------------------------------------------------------
+
+
+def nerve_group(
+    frame: FrameResult, nerve: NerveMeasurement, source: SourceImage, algorithm: AlgorithmInfo
+) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
+    """TID 1410 group of one nerve: closed contour, CSA and shape (mm) and echogenicity."""
+    region = hd.sr.ImageRegion(
+        graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
+        graphic_data=to_scoord(nerve.contour_px, closed=True),
+        source_image=source.for_region(frame.frame_number),
+    )
+    measurements: list[hd.sr.Measurement] = []
+    mm_values = (
+        (codes.AREA, nerve.cross_sectional_area_mm2, codes.MM2),
+        (codes.PERIMETER, nerve.perimeter_mm, codes.MM),
+        (codes.MAJOR_AXIS, nerve.major_axis_mm, codes.MM),
+        (codes.MINOR_AXIS, nerve.minor_axis_mm, codes.MM),
+    )
+    mm_reported = all(value is not None for _, value, _ in mm_values)
+    if mm_reported:
+        measurements.extend(_measurement(name, value, unit) for name, value, unit in mm_values)  # type: ignore[arg-type]
+    echo = nerve.echogenicity
+    measurements.append(_measurement(codes.ECHOGENICITY, echo.mean, codes.NO_UNITS, codes.MEAN))
+    measurements.append(_measurement(codes.ECHOGENICITY, echo.sd, codes.NO_UNITS, codes.STANDARD_DEVIATION))
+    group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=_tracking(source, frame, "nerve contour"),
+        referenced_region=region,
+        finding_type=codes.NERVE,
+        finding_sites=[_finding_site(frame.site, frame.laterality)],
+        algorithm_id=algorithm.to_template(),
+        measurements=measurements,
+    )
+    return _with_texts(group, _notes(frame, mm_reported=mm_reported))
+
+
+def muscle_groups(
+    frame: FrameResult, muscle: MuscleMeasurement, source: SourceImage, algorithm: AlgorithmInfo
+) -> list[MeasurementGroupTemplate]:
+    """The thickness group (caliper) and the echogenicity group (ROI) of one muscle frame."""
+    site = [_finding_site(frame.site, frame.laterality)]
+    groups: list[MeasurementGroupTemplate] = []
+
+    caliper = hd.sr.ImageRegion(
+        graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
+        graphic_data=to_scoord(np.asarray(muscle.caliper_px, dtype=np.float64), closed=False),
+        source_image=source.for_region(frame.frame_number),
+    )
+    thickness: list[hd.sr.Measurement] = []
+    if muscle.thickness_mm is not None:
+        thickness.append(_measurement(codes.THICKNESS, muscle.thickness_mm, codes.MM))
+    thickness_group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=_tracking(source, frame, "thickness caliper"),
+        referenced_region=caliper,
+        finding_type=codes.SKELETAL_MUSCLE,
+        finding_sites=site,
+        algorithm_id=algorithm.to_template(),
+        measurements=thickness or None,
+    )
+    groups.append(_with_texts(thickness_group, _notes(frame, mm_reported=bool(thickness))))
+
+    echo = muscle.echogenicity
+    if echo is not None:
+        echo_measurements = [
+            _measurement(codes.ECHOGENICITY, echo.mean, codes.NO_UNITS, codes.MEAN),
+            _measurement(codes.ECHOGENICITY, echo.sd, codes.NO_UNITS, codes.STANDARD_DEVIATION),
+            _measurement(codes.ECHOGENICITY, echo.median, codes.NO_UNITS, codes.MEDIAN),
+        ]
+        notes = [_text(codes.CALIBRATION_NOTE, frame.reason)] if frame.reason else []
+        roi = np.asarray(muscle.roi_polygon_px, dtype=np.float64).reshape(-1, 2)
+        if len(roi) >= 3:
+            echo_group: MeasurementGroupTemplate = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+                tracking_identifier=_tracking(source, frame, "echogenicity ROI"),
+                referenced_region=hd.sr.ImageRegion(
+                    graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
+                    graphic_data=to_scoord(roi, closed=True),
+                    source_image=source.for_region(frame.frame_number),
+                ),
+                finding_type=codes.SKELETAL_MUSCLE,
+                finding_sites=site,
+                algorithm_id=algorithm.to_template(),
+                measurements=echo_measurements,
+            )
+        else:  # no outline to draw: keep the values, referenced to the image
+            echo_group = hd.sr.MeasurementsAndQualitativeEvaluations(
+                tracking_identifier=_tracking(source, frame, "echogenicity"),
+                finding_type=codes.SKELETAL_MUSCLE,
+                finding_sites=site,
+                algorithm_id=algorithm.to_template(),
+                measurements=echo_measurements,
+                source_images=[source.for_group(frame.frame_number)],
+            )
+        groups.append(_with_texts(echo_group, notes))
+    return groups
+
+
+def not_measured_group(
+    source: SourceImage | None,
+    reason: str,
+    *,
+    frame: FrameResult | None = None,
+    label: str = "",
+    algorithm: AlgorithmInfo | None = None,
+) -> hd.sr.MeasurementsAndQualitativeEvaluations:
+    """TID 1501 group for a frame (or a whole image) where nothing was measured.
+
+    It references the source image (and frame) when known, names the finding
+    and site when a protocol was chosen, and gives ``reason`` as TEXT.
+    """
+    if not reason:
+        raise ValueError("a not-measured group needs a reason")
+    finding = None
+    sites = None
+    if frame is not None:
+        finding = codes.NERVE if frame.protocol is Protocol.NERVE else codes.SKELETAL_MUSCLE
+        sites = [_finding_site(frame.site, frame.laterality)]
+        if source is not None:
+            tracking = _tracking(source, frame, "not measured")
+        else:
+            tracking = hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=f"not measured: {frame.site} ({label})")
+    else:
+        name = label or (source.label if source is not None else "image")
+        tracking = hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=f"not measured: {name}")
+    group = hd.sr.MeasurementsAndQualitativeEvaluations(
+        tracking_identifier=tracking,
+        finding_type=finding,
+        finding_sites=sites,
+        algorithm_id=algorithm.to_template() if algorithm is not None else None,
+        source_images=[source.for_group(frame.frame_number if frame is not None else None)] if source else None,
+    )
+    return _with_texts(group, [_text(codes.NOT_MEASURED_REASON, reason)])
+
+
+def frame_groups(
+    frame: FrameResult,
+    source: SourceImage,
+    *,
+    nerve_algo: AlgorithmInfo,
+    muscle_algo: AlgorithmInfo,
+) -> list[MeasurementGroupTemplate]:
+    """All groups of one analysed frame (measured or not)."""
+    if frame.nerve is not None:
+        return [nerve_group(frame, frame.nerve, source, nerve_algo)]
+    if frame.muscle is not None:
+        return muscle_groups(frame, frame.muscle, source, muscle_algo)
+    algorithm = nerve_algo if frame.protocol is Protocol.NERVE else muscle_algo
+    return [
+        not_measured_group(source, frame.reason or "not measured", frame=frame, algorithm=algorithm)
+    ]
+
+
+def image_groups(
+    result: ImageResult,
+    source: SourceImage | None,
+    *,
+    nerve_algo: AlgorithmInfo,
+    muscle_algo: AlgorithmInfo,
+) -> list[MeasurementGroupTemplate]:
+    """Groups of one image: per frame, plus one for an image-level error."""
+    groups: list[MeasurementGroupTemplate] = []
+    if source is not None:
+        for frame in result.frames:
+            groups.extend(frame_groups(frame, source, nerve_algo=nerve_algo, muscle_algo=muscle_algo))
+    if result.failed:
+        label = source.label if source is not None else (result.source_file or result.sop_instance_uid)
+        groups.append(not_measured_group(source, result.error, label=label))
+    return groups

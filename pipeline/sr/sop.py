@@ -1,0 +1,552 @@
+"""The TID 1500 Imaging Measurement Report document (CONTRACT.md section 5).
+
+:func:`build_measurement_report` turns the analysis results of one study
+into one Comprehensive 3D SR (or Comprehensive SR) document:
+
+- root TID 1500 (DCM 126000), Procedure Reported SCT 16310003, a device
+  observer (``mskus`` with its version and a stable Device Observer UID),
+  an Image Library listing every source image;
+- one TID 1410 group per measured structure per frame, and a TID 1501 group
+  with the reason for every frame or image where nothing was measured
+  (:mod:`pipeline.sr.content`);
+- patient and study attributes copied from the source images, a new
+  series, Completion Flag COMPLETE (PARTIAL, with a TEXT item naming the
+  images, when some of them were not fully measured), Verification Flag
+  UNVERIFIED, and the Predecessor Documents Sequence when ``previous``
+  documents are superseded.
+
+The builder only needs the image *headers*: :func:`header_dataset` drops the
+pixel data, so the storage node and the batch runner can keep headers and
+build the document after the pixels are gone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import highdicom as hd
+import numpy as np
+import pydicom
+from pydicom.charset import python_encoding
+from pydicom.dataset import Dataset
+from pydicom.sr.coding import Code
+
+from pipeline import __version__
+from pipeline.analysis import ImageResult
+from pipeline.sr import codes
+from pipeline.sr.content import (
+    AlgorithmInfo,
+    MeasurementGroupTemplate,
+    SourceImage,
+    image_groups,
+    image_library,
+    muscle_algorithm,
+    nerve_algorithm,
+)
+
+__all__ = [
+    "SR_SOP_CLASSES",
+    "MeasurementReportDocument",
+    "ReportError",
+    "StudyCompleteness",
+    "build_measurement_report",
+    "group_by_study",
+    "header_dataset",
+    "report_file_name",
+    "slim_result",
+    "study_completeness",
+    "write_measurement_reports",
+]
+
+MeasurementReportDocument = Union[hd.sr.Comprehensive3DSR, hd.sr.ComprehensiveSR]
+
+#: Structured Report storage SOP classes accepted as predecessors.
+SR_SOP_CLASSES = frozenset(
+    {
+        "1.2.840.10008.5.1.4.1.1.88.11",  # Basic Text SR
+        "1.2.840.10008.5.1.4.1.1.88.22",  # Enhanced SR
+        "1.2.840.10008.5.1.4.1.1.88.33",  # Comprehensive SR
+        "1.2.840.10008.5.1.4.1.1.88.34",  # Comprehensive 3D SR
+        "1.2.840.10008.5.1.4.1.1.88.35",  # Extensible SR
+    }
+)
+
+DEFAULT_SERIES_NUMBER = 900
+SERIES_DESCRIPTION = "mskus measurements (automated, unverified)"
+MANUFACTURER = "mskus"
+
+#: Type 2 patient/study attributes highdicom reads from the first source image.
+_TYPE2_HEADER = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientSex",
+    "AccessionNumber",
+    "StudyID",
+    "StudyDate",
+    "StudyTime",
+    "ReferringPhysicianName",
+)
+
+
+class ReportError(ValueError):
+    """The arguments cannot make a valid measurement report (the message says why)."""
+
+
+# --------------------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------------------
+
+
+def header_dataset(dataset: Dataset) -> Dataset:
+    """A copy of an image dataset without its pixel data (group 7FE0).
+
+    Everything else is kept: the copy is evidence for the SR (patient, study
+    and SOP attributes, Rows/Columns for the Image Library). Missing Type 2
+    patient/study attributes are added empty.
+    """
+    header = Dataset()
+    for element in dataset:
+        if element.tag.group == 0x7FE0:
+            continue
+        header.add(pydicom.dataelem.DataElement(element.tag, element.VR, element.value))
+    meta = getattr(dataset, "file_meta", None)
+    if meta is not None:
+        header.file_meta = meta
+    for keyword in _TYPE2_HEADER:
+        if keyword not in header:
+            setattr(header, keyword, None)
+    if getattr(dataset, "filename", None):
+        header.filename = dataset.filename
+    return header
+
+
+def slim_result(result: ImageResult) -> ImageResult:
+    """The result without the per-frame arrays the report does not use (muscle ROI masks).
+
+    Keeps memory bounded when many results are held until their study's
+    report is written.
+    """
+    if not any(f.muscle is not None and f.muscle.roi_mask.size for f in result.frames):
+        return result
+    empty = np.zeros((0, 0), dtype=bool)
+    frames = tuple(
+        dataclasses.replace(f, muscle=dataclasses.replace(f.muscle, roi_mask=empty)) if f.muscle is not None else f
+        for f in result.frames
+    )
+    return dataclasses.replace(result, frames=frames)
+
+
+def group_by_study(results: Iterable[ImageResult]) -> dict[str, list[ImageResult]]:
+    """Image results keyed by Study Instance UID, in input order.
+
+    Results without a study (files that could not be read at all) are left
+    out: they cannot belong to any study's report.
+    """
+    grouped: dict[str, list[ImageResult]] = defaultdict(list)
+    for result in results:
+        if result.study_instance_uid:
+            grouped[result.study_instance_uid].append(result)
+    return dict(grouped)
+
+
+@dataclass(frozen=True)
+class StudyCompleteness:
+    """Which images of a study were not fully measured, and why.
+
+    Attributes
+    ----------
+    complete : bool
+        Every image was analysed and every analysed frame measured.
+    failures : tuple of str
+        One line per image that was refused or had unmeasured frames.
+    """
+
+    complete: bool
+    failures: tuple[str, ...]
+
+
+def _frame_ranges(numbers: Sequence[int]) -> str:
+    parts: list[str] = []
+    start = prev = None
+    for n in sorted(numbers):
+        if start is None:
+            start = prev = n
+        elif n == prev + 1:
+            prev = n
+        else:
+            parts.append(f"{start}" if start == prev else f"{start}-{prev}")
+            start = prev = n
+    if start is not None:
+        parts.append(f"{start}" if start == prev else f"{start}-{prev}")
+    return ", ".join(parts)
+
+
+def _label(result: ImageResult) -> str:
+    return Path(result.source_file).name if result.source_file else result.sop_instance_uid
+
+
+def study_completeness(results: Sequence[ImageResult]) -> StudyCompleteness:
+    """Complete when no image failed and every analysed frame was measured."""
+    failures: list[str] = []
+    for result in results:
+        who = f"{_label(result)} ({result.sop_instance_uid})" if result.sop_instance_uid else _label(result)
+        if result.failed:
+            failures.append(f"{who}: {result.error}")
+        by_reason: dict[str, list[int]] = defaultdict(list)
+        for frame in result.frames:
+            if not frame.measured:
+                by_reason[frame.reason or "not measured"].append(frame.frame_number)
+        for reason, numbers in by_reason.items():
+            if result.number_of_frames > 1:
+                failures.append(f"{who} frame(s) {_frame_ranges(numbers)}: {reason}")
+            else:
+                failures.append(f"{who}: {reason}")
+        if not result.failed and not result.frames:
+            failures.append(f"{who}: no frame analysed")
+    return StudyCompleteness(complete=not failures, failures=tuple(failures))
+
+
+def _check_previous(previous: Sequence[Dataset], study_uid: str) -> list[Dataset]:
+    out = []
+    for number, doc in enumerate(previous, start=1):
+        if not isinstance(doc, Dataset):
+            raise ReportError(f"previous document {number} is not a pydicom Dataset")
+        sop_class = str(doc.get("SOPClassUID", ""))
+        if sop_class not in SR_SOP_CLASSES:
+            raise ReportError(f"previous document {number} is not a Structured Report (SOP Class {sop_class or 'missing'})")
+        if str(doc.get("StudyInstanceUID", "")) != study_uid:
+            raise ReportError(
+                f"previous document {number} belongs to study {doc.get('StudyInstanceUID', '?')}, not {study_uid}"
+            )
+        for keyword in ("SOPInstanceUID", "SeriesInstanceUID"):
+            if not doc.get(keyword):
+                raise ReportError(f"previous document {number} has no {keyword}")
+        out.append(doc)
+    return out
+
+
+def _index_sources(
+    results: Sequence[ImageResult], source_datasets: Sequence[Dataset]
+) -> tuple[str, dict[str, Dataset]]:
+    """Check the arguments; return the study UID and the headers by SOP Instance UID."""
+    if not results:
+        raise ReportError("no image results: a measurement report needs at least one analysed image")
+    for result in results:
+        if not isinstance(result, ImageResult):
+            raise ReportError(f"expected ImageResult objects, got {type(result).__name__}")
+    studies = {r.study_instance_uid for r in results}
+    if "" in studies:
+        missing = next(_label(r) for r in results if not r.study_instance_uid)
+        raise ReportError(
+            f"{missing}: result has no Study Instance UID (unreadable input); leave it out "
+            "(group_by_study does) and report it elsewhere"
+        )
+    if len(studies) != 1:
+        raise ReportError(
+            f"results span {len(studies)} studies; build one report per study (see group_by_study)"
+        )
+    study_uid = next(iter(studies))
+    by_uid: dict[str, Dataset] = {}
+    for number, ds in enumerate(source_datasets, start=1):
+        if not isinstance(ds, Dataset):
+            raise ReportError(f"source dataset {number} is not a pydicom Dataset")
+        for keyword in ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "Rows", "Columns"):
+            if not ds.get(keyword):
+                raise ReportError(f"source dataset {number} has no {keyword}")
+        if str(ds.StudyInstanceUID) != study_uid:
+            raise ReportError(
+                f"source dataset {ds.SOPInstanceUID} belongs to study {ds.StudyInstanceUID}, not {study_uid}"
+            )
+        by_uid[str(ds.SOPInstanceUID)] = ds
+    result_uids = set()
+    for result in results:
+        if result.sop_instance_uid in result_uids:
+            raise ReportError(f"image {result.sop_instance_uid} appears in more than one result")
+        result_uids.add(result.sop_instance_uid)
+        if result.sop_instance_uid not in by_uid:
+            raise ReportError(
+                f"no source dataset for image {_label(result)} ({result.sop_instance_uid}): "
+                "pass the header of every analysed image (UltrasoundImage.dataset or header_dataset())"
+            )
+    extra = set(by_uid) - result_uids
+    if extra:
+        raise ReportError(f"source dataset(s) without an analysis result: {', '.join(sorted(extra))}")
+    return study_uid, by_uid
+
+
+def _charset_for(evidence: Dataset, texts: Iterable[str]) -> str | list[str] | None:
+    """The source's Specific Character Set when it can encode every text, else UTF-8 (ISO_IR 192)."""
+    declared = evidence.get("SpecificCharacterSet")
+    terms = [] if not declared else ([declared] if isinstance(declared, str) else list(declared))
+    if not terms:
+        codec: str | None = "ascii"
+    elif len(terms) == 1:
+        codec = python_encoding.get(terms[0])
+    else:
+        codec = None  # code extensions: do not try to re-encode, use UTF-8
+    if codec is not None:
+        try:
+            for text in texts:
+                text.encode(codec)
+        except UnicodeEncodeError:
+            return "ISO_IR 192"
+        return declared
+    return "ISO_IR 192"
+
+
+def _collect_texts(node: object) -> Iterable[str]:
+    if isinstance(node, Dataset):
+        for element in node:
+            if element.VR == "SQ":
+                for item in element.value:
+                    yield from _collect_texts(item)
+            elif element.VR in ("UT", "LO", "SH", "LT", "ST", "PN") and element.value:
+                yield str(element.value)
+    elif isinstance(node, (list, tuple)):
+        for item in node:
+            yield from _collect_texts(item)
+
+
+# --------------------------------------------------------------------------------------
+# Builder
+# --------------------------------------------------------------------------------------
+
+
+def build_measurement_report(
+    image_results: Sequence[ImageResult],
+    source_datasets: Sequence[Dataset],
+    *,
+    previous: Sequence[Dataset] | Dataset | None = None,
+    segmenter: object | None = None,
+    nerve_algo: AlgorithmInfo | None = None,
+    muscle_algo: AlgorithmInfo | None = None,
+    series_instance_uid: str | None = None,
+    series_number: int = DEFAULT_SERIES_NUMBER,
+    sop_instance_uid: str | None = None,
+    instance_number: int = 1,
+    institution_name: str | None = None,
+    comprehensive_3d: bool = True,
+) -> MeasurementReportDocument:
+    """Build the TID 1500 measurement report of one study.
+
+    Parameters
+    ----------
+    image_results : sequence of ImageResult
+        Results of :func:`pipeline.analysis.analyze_image` for images of one
+        study (refused images included: they make the report PARTIAL).
+    source_datasets : sequence of pydicom.dataset.Dataset
+        The header of every image in ``image_results`` (exactly those;
+        ``UltrasoundImage.dataset`` or :func:`header_dataset`). Patient and
+        study attributes come from the first one.
+    previous : Dataset or sequence of Dataset, optional
+        Earlier SR document(s) of the same study that this one supersedes;
+        listed in the Predecessor Documents Sequence.
+    segmenter : NerveSegmenter, optional
+        The nerve segmenter used (default: the classical one); its name,
+        version and parameters go into Algorithm Identification.
+    nerve_algo, muscle_algo : AlgorithmInfo, optional
+        Override the Algorithm Identification entirely.
+    series_instance_uid, sop_instance_uid : str, optional
+        New UIDs are generated when not given.
+    series_number, instance_number : int
+        Series and instance numbers of the document.
+    institution_name : str, optional
+        Institution Name of the document (General Equipment).
+    comprehensive_3d : bool
+        Comprehensive 3D SR (default) or Comprehensive SR.
+
+    Returns
+    -------
+    highdicom.sr.Comprehensive3DSR or highdicom.sr.ComprehensiveSR
+
+    Raises
+    ------
+    ReportError
+        Empty or mixed-study results, results without a matching source
+        dataset (or the reverse), malformed datasets, previous documents
+        that are not SRs of the same study.
+    """
+    results = list(image_results)
+    study_uid, by_uid = _index_sources(results, list(source_datasets))
+    if isinstance(previous, Dataset):
+        previous = [previous]
+    previous_docs = _check_previous(list(previous or []), study_uid)
+    if series_number < 0 or instance_number < 0:
+        raise ReportError("series_number and instance_number must not be negative")
+
+    nerve_info = nerve_algo or nerve_algorithm(segmenter)
+    muscle_info = muscle_algo or muscle_algorithm()
+
+    groups: list[MeasurementGroupTemplate] = []
+    evidence: list[Dataset] = []
+    for result in results:
+        ds = by_uid[result.sop_instance_uid]
+        evidence.append(ds)
+        source = SourceImage.from_dataset(ds, label=_label(result))
+        try:
+            groups.extend(image_groups(result, source, nerve_algo=nerve_info, muscle_algo=muscle_info))
+        except (ValueError, TypeError) as exc:
+            raise ReportError(f"{_label(result)}: cannot encode its measurements: {exc}") from None
+
+    completeness = study_completeness(results)
+    observer = hd.sr.ObserverContext(
+        observer_type=hd.sr.CodedConcept.from_code(Code("121007", "DCM", "Device")),
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=codes.DEVICE_OBSERVER_UID,
+            name="mskus",
+            manufacturer_name=MANUFACTURER,
+            model_name=f"mskus {__version__}",
+        ),
+    )
+    try:
+        report = hd.sr.MeasurementReport(
+            observation_context=hd.sr.ObservationContext(observer_device_context=observer),
+            procedure_reported=codes.DIAGNOSTIC_ULTRASONOGRAPHY,
+            imaging_measurements=groups,
+            title=codes.IMAGING_MEASUREMENT_REPORT,
+        )
+        # TID 1500 row 5, just before Imaging Measurements (row 6).
+        root_items = report[0].ContentSequence
+        root_items.insert(len(root_items) - 1, image_library(evidence))
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ReportError(f"cannot build the measurement report: {exc}") from None
+    if completeness.failures:
+        report[0].ContentSequence.append(_failures_container(completeness.failures))
+
+    sr_class = hd.sr.Comprehensive3DSR if comprehensive_3d else hd.sr.ComprehensiveSR
+    first = evidence[0]
+    charset = _charset_for(first, _collect_texts(report[0]))
+    try:
+        document = sr_class(
+            evidence=evidence,
+            content=report,
+            series_instance_uid=series_instance_uid or hd.UID(),
+            series_number=series_number,
+            sop_instance_uid=sop_instance_uid or hd.UID(),
+            instance_number=instance_number,
+            manufacturer=MANUFACTURER,
+            is_complete=completeness.complete,
+            is_final=False,
+            is_verified=False,
+            institution_name=institution_name,
+            previous_versions=previous_docs or None,
+            series_description=SERIES_DESCRIPTION,
+            manufacturer_model_name="mskus",
+            software_versions=__version__,
+            coding_schemes=[codes.local_coding_scheme()],
+            specific_character_set=charset,
+        )
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ReportError(f"cannot build the SR document: {exc}") from None
+    if not completeness.complete:
+        n = len(completeness.failures)
+        document.CompletionFlagDescription = f"{n} image(s) of the study not fully measured; see Qualitative Evaluations"[
+            :64
+        ]
+    return document
+
+
+def _failures_container(failures: Sequence[str]) -> hd.sr.ContainerContentItem:
+    """TID 1500 row 12 container with one TEXT (row 14) per incompletely measured image."""
+    container = hd.sr.ContainerContentItem(
+        name=codes.QUALITATIVE_EVALUATIONS, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
+    )
+    container.ContentSequence = hd.sr.ContentSequence(
+        [
+            hd.sr.TextContentItem(
+                name=codes.FAILED_IMAGE, value=line, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
+            )
+            for line in failures
+        ]
+    )
+    return container
+
+
+# --------------------------------------------------------------------------------------
+# Files
+# --------------------------------------------------------------------------------------
+
+
+def report_file_name(study_instance_uid: str) -> str:
+    """File name of a study's report in an output folder."""
+    return f"SR_{study_instance_uid}.dcm"
+
+
+def _existing_report(path: Path, study_uid: str) -> Dataset | None:
+    """An earlier mskus report of the same study at ``path``, if there is one."""
+    if not path.is_file():
+        return None
+    try:
+        doc = pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception:  # noqa: BLE001 - anything unreadable is simply not a predecessor
+        return None
+    if str(doc.get("SOPClassUID", "")) in SR_SOP_CLASSES and str(doc.get("StudyInstanceUID", "")) == study_uid:
+        return doc
+    return None
+
+
+def write_measurement_reports(
+    image_results: Iterable[ImageResult],
+    source_datasets: Iterable[Dataset],
+    out_dir: str | os.PathLike[str],
+    *,
+    segmenter: object | None = None,
+    previous: Mapping[str, Sequence[Dataset]] | None = None,
+    supersede_existing: bool = True,
+) -> list[Path]:
+    """Write one report per study into ``out_dir``; return the file paths.
+
+    Parameters
+    ----------
+    image_results, source_datasets
+        Results and headers of any number of studies (grouped here);
+        results without a study are skipped.
+    out_dir : path
+        Output folder (created if needed). Each report is
+        ``SR_<StudyInstanceUID>.dcm`` (:func:`report_file_name`).
+    segmenter : NerveSegmenter, optional
+        See :func:`build_measurement_report`.
+    previous : mapping of Study Instance UID to datasets, optional
+        Documents each new report supersedes.
+    supersede_existing : bool
+        A report already in ``out_dir`` for the same study is listed as
+        predecessor of (and replaced by) the new one.
+
+    Raises
+    ------
+    ReportError
+        See :func:`build_measurement_report`; raised after every other
+        study's report was written, naming the studies that failed.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    headers: dict[str, Dataset] = {str(ds.SOPInstanceUID): ds for ds in source_datasets}
+    written = []
+    failed = []
+    for study_uid, results in group_by_study(image_results).items():
+        path = out / report_file_name(study_uid)
+        before = list((previous or {}).get(study_uid, ()))
+        if supersede_existing:
+            existing = _existing_report(path, study_uid)
+            if existing is not None and all(existing.SOPInstanceUID != d.SOPInstanceUID for d in before):
+                before.append(existing)
+        sources = [headers[r.sop_instance_uid] for r in results if r.sop_instance_uid in headers]
+        try:
+            document = build_measurement_report(results, sources, previous=before or None, segmenter=segmenter)
+        except ReportError as exc:
+            failed.append(f"study {study_uid}: {exc}")
+            continue
+        tmp = path.with_suffix(".dcm.tmp")
+        document.save_as(tmp, enforce_file_format=True)
+        os.replace(tmp, path)
+        written.append(path)
+    if failed:
+        raise ReportError("; ".join(failed))
+    return written
