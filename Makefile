@@ -1,5 +1,6 @@
 # mskus: two commands on a fresh machine.
-#   make demo   create .venv, install, run the pipeline on sample_data/
+#   make demo   create .venv, install, run the node end to end on sample_data/
+#               (stand-in PACS -> C-STORE -> node -> analysis -> SR back -> table)
 #   make test   create .venv, install, install Debian test peers (as root), run the suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -21,7 +22,7 @@ system-tools:
 	bash scripts/install-debian-tools.sh
 
 demo: venv
-	$(VENV)/bin/mskus analyze sample_data --out demo-out
+	$(PY) -m dicom_node.demo --out demo-out
 
 test: venv system-tools
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -276,7 +276,7 @@ def _scene(seed: int, mm_per_px: float, **kwargs):
     [
         (101, 0.05, {"bone": True, "tilt_deg": 9.0, "curvature": 0.006}),
         (102, 0.13, {"bone": False, "tilt_deg": -10.0, "curvature": -0.002}),
-        (103, 0.08, {"bone": False, "tilt_deg": 4.0, "myopathic": True, "thickness_mm": 8.0, "subcutaneous_mm": 2.0}),
+        (103, 0.08, {"tilt_deg": 4.0, "myopathic": True, "thickness_mm": 8.0, "subcutaneous_mm": 2.0}),
         (104, 0.11, {"bone": True, "tilt_deg": -6.0, "curvature": 0.004, "subcutaneous_mm": 6.0}),
     ],
 )
@@ -284,7 +284,9 @@ def test_generated_scenes(seed, mm_per_px, kwargs):
     img, truth = _scene(seed, mm_per_px, **kwargs)
     m = measure_muscle(img, _box(img), mm_per_px_x=mm_per_px, mm_per_px_y=mm_per_px)
     assert m.thickness_mm == pytest.approx(truth["thickness_mm"], abs=THICKNESS_TOL_MM)
-    assert m.thickness_mean_central_half_mm == pytest.approx(truth["thickness_mean_central_half_mm"], abs=THICKNESS_TOL_MM)
+    assert m.thickness_mean_central_half_mm == pytest.approx(
+        truth["thickness_mean_central_half_mm"], abs=THICKNESS_TOL_MM
+    )
     assert m.deep_boundary == (DEEP_BOUNDARY_BONE if truth["bone"] else DEEP_BOUNDARY_APONEUROSIS)
     assert m.tilt_deg == pytest.approx(truth["tilt_deg"], abs=1.0)
     assert m.echogenicity.mean == pytest.approx(truth["echogenicity_mean"], abs=ECHO_TOL)

@@ -585,3 +585,27 @@ def test_text_the_source_charset_cannot_hold_switches_to_utf8(studies, tmp_path)
     report = read_measurement_report(path)
     assert "nerv\u2014\u03b5.dcm" in report.groups[0].tracking_identifier
     assert report.patient_name == str(study.headers[0].PatientName)
+
+
+@pytest.mark.parametrize(
+    "sop_class",
+    [
+        "1.2.840.10008.5.1.4.1.1.6",  # Ultrasound Image Storage (Retired)
+        "1.2.840.10008.5.1.4.1.1.7",  # Secondary Capture with Modality US
+    ],
+)
+def test_other_accepted_image_classes_and_comprehensive_sr(sop_class, tmp_path):
+    def edit(ds: Dataset) -> None:
+        ds.SOPClassUID = sop_class
+        ds.file_meta.MediaStorageSOPClassUID = sop_class
+
+    source = _variant(SAMPLE_DATA / "01_nerve_mono.dcm", tmp_path, "variant.dcm", edit)
+    results, headers = _analyse([source])
+    assert results[0].frames[0].measured
+    path, doc = _save(results, headers, tmp_path, comprehensive_3d=False)
+    assert doc.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.33"
+    errors, _ = dciodvfy(path)
+    assert errors == []
+    report = read_measurement_report(path)
+    assert [i.sop_class_uid for i in report.image_library] == [sop_class]
+    assert report.groups[0].regions[0].image.sop_class_uid == sop_class

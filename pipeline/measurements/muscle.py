@@ -252,6 +252,35 @@ def _robust_polyfit(x: np.ndarray, y: np.ndarray, w: np.ndarray | None, deg: int
     return coef, keep
 
 
+def _batch_quadfit(x: np.ndarray, y: np.ndarray, w: np.ndarray, scale: float,
+                   iters: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Robust weighted quadratics for K curves at once: ``y``, ``w`` (K, n) over ``x`` (n).
+
+    Same outlier rule as :func:`_robust_polyfit`. Returns (coefficients (K, 3),
+    highest power first, and the inlier mask (K, n)); rows without enough points
+    get NaN coefficients.
+    """
+    a = np.stack([x * x, x, np.ones_like(x)], axis=1)  # (n, 3)
+    ok0 = np.isfinite(y) & (w > 0)
+    yv = np.where(ok0, y, 0.0)
+    keep = ok0
+    coef = np.full((y.shape[0], 3), np.nan)
+    for _ in range(iters):
+        ww = np.where(keep, w, 0.0)
+        ata = np.einsum("kn,ni,nj->kij", ww, a, a) + 1e-9 * np.eye(3)
+        aty = np.einsum("kn,ni,kn->ki", ww, a, yv)
+        solvable = keep.sum(axis=1) >= 5
+        coef = np.where(solvable[:, None], np.linalg.solve(ata, aty[..., None])[..., 0], np.nan)
+        res = np.abs(yv - coef @ a.T)
+        med = np.array([np.median(r[k]) if k.any() else np.inf for r, k in zip(res, keep)])
+        thr = np.maximum(3.0 * 1.4826 * med, scale)
+        new_keep = ok0 & (res <= thr[:, None])
+        if np.array_equal(new_keep, keep):
+            break
+        keep = new_keep
+    return coef, keep
+
+
 # --------------------------------------------------------------------------------------
 # Band search
 # --------------------------------------------------------------------------------------
@@ -349,24 +378,24 @@ def _find_bands(gray_f: np.ndarray, sx: float, sy: float) -> tuple[list[_Band], 
     slack = max(1, int(round(0.3 / sy)))
     ridge_s = maximum_filter1d(ridge, size=2 * slack + 1, axis=0, mode="nearest")
     xn = (xs - xc) / max(xc, 1.0)
+    ok = np.isfinite(r_k) & (r_k > 0)
+    coef_n, _ = _batch_quadfit(xn, np.where(ok, y_k, np.nan), np.where(ok, r_k, 0.0), scale=max(1.0, 0.3 / sy))
+    yfit = coef_n @ np.stack([xn * xn, xn, np.ones_like(xn)])  # (K, n)
+    yi = np.rint(np.nan_to_num(yfit, nan=-1.0)).astype(np.int64)
+    vv = (yi >= 0) & (yi < rows)
+    v = np.where(vv, ridge_s[np.clip(yi, 0, rows - 1), np.arange(n)[None, :]], 0.0)
+    sc = _band_score(v, vv)
+    # Alignment: share of strips whose own ridge maximum lies on the curve.
+    align = np.mean(ok & (np.abs(y_k - yfit) <= max(1.0, 0.3 / sy)), axis=1)
     bands: list[_Band] = []
     for c in range(len(peaks)):
-        ok = np.isfinite(r_k[c]) & (r_k[c] > 0)
-        if ok.sum() < max(4, 0.3 * n):
+        if ok[c].sum() < max(4, 0.3 * n) or not np.all(np.isfinite(coef_n[c])):
             continue
-        coef_n, _ = _robust_polyfit(xn, np.where(ok, y_k[c], np.nan), np.where(ok, r_k[c], 0.0), 2,
-                                    scale=max(1.0, 0.3 / sy))
-        yfit = np.polyval(coef_n, xn)
-        yi = np.rint(yfit).astype(np.int64)
-        vv = (yi >= 0) & (yi < rows)
-        v = np.where(vv, ridge_s[np.clip(yi, 0, rows - 1), np.arange(n)], 0.0)
-        sc = float(_band_score(v[None, :], vv[None, :])[0])
-        if not np.isfinite(sc) or sc <= 0:
+        if not np.isfinite(sc[c]) or sc[c] <= 0:
             continue
-        # Alignment: share of strips whose own ridge maximum lies on the curve.
-        align = float(np.mean(ok & (np.abs(y_k[c] - yfit) <= max(1.0, 0.3 / sy))))
-        coef = _poly_in_x(coef_n, xc, max(xc, 1.0))
-        bands.append(_Band(coef=coef, y_c=float(np.polyval(coef, xc)), score=sc, z=sc / noise, align=align))
+        coef = _poly_in_x(coef_n[c], xc, max(xc, 1.0))
+        bands.append(_Band(coef=coef, y_c=float(np.polyval(coef, xc)), score=float(sc[c]), z=float(sc[c]) / noise,
+                           align=float(align[c])))
     # Two candidates that converged on the same band: keep the better one.
     bands.sort(key=lambda b: -b.score)
     kept: list[_Band] = []
@@ -429,8 +458,9 @@ class _Edge:
     level_ratio: float  # median peak / tissue as an amplitude ratio (assumed dynamic range)
 
 
-def _sustained_below(prof: np.ndarray, level: np.ndarray, start: np.ndarray, run: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per column, the first index >= ``start`` from which ``prof`` stays below ``level`` for ``run`` samples.
+def _sustained_below(prof: np.ndarray, level: np.ndarray, start: np.ndarray,
+                     run: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per column, the first index >= ``start`` after which ``prof`` stays below ``level`` for ``run`` samples.
 
     Returns (index, found). Short dips inside a speckled band do not count.
     """
@@ -444,8 +474,8 @@ def _sustained_below(prof: np.ndarray, level: np.ndarray, start: np.ndarray, run
     return np.argmax(full, axis=0), full.any(axis=0)
 
 
-def _band_edge(gray_f: np.ndarray, amp: np.ndarray, centre: np.ndarray, direction: int, reach_px: np.ndarray,
-                sx: float, sy: float) -> _Edge:
+def _band_edge(gray_f: np.ndarray, amp: np.ndarray, centre: np.ndarray, direction: int,
+               reach_px: np.ndarray, sx: float, sy: float) -> _Edge:
     """Edge of a band on its side ``direction`` (+1 below it, -1 above it).
 
     ``centre`` is the band centre row per crop column, ``reach_px`` how far (px)
@@ -551,21 +581,23 @@ def _perpendicular(xs: np.ndarray, ys: np.ndarray, deep: np.ndarray, x_lo: float
                    sx: float, sy: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Shortest physical distance (mm) from points (xs, ys) to the deep curve.
 
-    Returns (distance_mm, x_on_deep, y_on_deep); the deep curve is sampled
-    densely over [x_lo, x_hi] (crop px), then refined locally.
+    Returns (distance_mm, x_on_deep, y_on_deep). The deep quadratic is sampled
+    over [x_lo, x_hi] (crop px) for the global minimum, which Newton steps on
+    the squared physical distance then refine.
     """
-    xd = np.linspace(x_lo, x_hi, 769)
+    xd = np.linspace(x_lo, x_hi, 385)
     yd = np.polyval(deep, xd)
-    step = xd[1] - xd[0]
     d2 = ((xd[None, :] - xs[:, None]) * sx) ** 2 + ((yd[None, :] - ys[:, None]) * sy) ** 2
-    j = np.argmin(d2, axis=1)
-    # Local refinement on a fine grid around the coarse minimum.
-    fine = xd[j][:, None] + np.linspace(-step, step, 81)[None, :]
-    yf = np.polyval(deep, fine)
-    d2f = ((fine - xs[:, None]) * sx) ** 2 + ((yf - ys[:, None]) * sy) ** 2
-    jf = np.argmin(d2f, axis=1)
-    r = np.arange(xs.size)
-    return np.sqrt(d2f[r, jf]), fine[r, jf], yf[r, jf]
+    x = xd[np.argmin(d2, axis=1)]
+    d1c, d2c = np.polyder(deep), np.polyder(deep, 2)
+    for _ in range(6):
+        y, dy, ddy = np.polyval(deep, x), np.polyval(d1c, x), np.polyval(d2c, x)
+        g = (x - xs) * sx * sx + (y - ys) * dy * sy * sy  # half the derivative of d^2
+        h = sx * sx + (dy * dy + (y - ys) * ddy) * sy * sy
+        x = np.where(h > 0, x - g / np.where(h > 0, h, 1.0), x)
+        x = np.clip(x, x_lo, x_hi)
+    y = np.polyval(deep, x)
+    return np.sqrt(((x - xs) * sx) ** 2 + ((y - ys) * sy) ** 2), x, y
 
 
 def _tilt_deg(coef: np.ndarray, x: float, sx: float, sy: float) -> float:
@@ -613,9 +645,9 @@ def _rank_pairs(bands: list[_Band], sx: float, sy: float, rows: int, cols: int) 
     """Superficial and deep bands among the candidates.
 
     Every pair of candidates at least ``MIN_BAND_SEPARATION_MM`` apart over the
-    whole width is scored by the geometric mean of its two bands' scores, minus half the strongest *parallel*
-    candidate between them (a muscle holds no band like its own fasciae;
-    oblique fascicle lines do not count), weighted by ``sep / (sep + 8 mm)`` (a
+    whole width is scored by the geometric mean of its two bands' scores, minus
+    half the strongest *parallel* candidate between them (a muscle holds no band
+    like its own fasciae; oblique fascicle lines do not count), weighted by ``sep / (sep + 8 mm)`` (a
     thin layer between two close lines, such as the fat under the skin or the
     gap between a deep aponeurosis and the next fascia, is rarely the muscle
     imaged) and, slightly, by depth. The first muscle under the skin is the one
@@ -634,11 +666,12 @@ def _rank_pairs(bands: list[_Band], sx: float, sy: float, rows: int, cols: int) 
     y = np.array([b.y_c for b in cand])
     sc = np.array([b.score for b in cand])
     tilt = np.array([_tilt_deg(b.coef, xc, sx, sy) for b in cand])
+    curves = np.array([b.y(xe) for b in cand])
     ranked: list[tuple[float, _Band, _Band]] = []
     for i, bi in enumerate(cand):
         for j in range(i + 1, len(cand)):
             bj = cand[j]
-            gap = bj.y(xe) - bi.y(xe)
+            gap = curves[j] - curves[i]
             if bj.y_c - bi.y_c < sep_min or np.any(gap < 0.5 * sep_min):
                 continue
             lo_t = min(tilt[i], tilt[j]) - PARALLEL_TOL_DEG
@@ -657,10 +690,9 @@ def _rank_pairs(bands: list[_Band], sx: float, sy: float, rows: int, cols: int) 
     ranked.sort(key=lambda r: -r[0])
     ranked = [r for r in ranked if r[0] > 0]
     if ranked:
-        # The first muscle under the skin: among the pairs nearly as good as the
-        # best, the one whose superficial band is shallowest goes first.
-        # Only the layer directly above the best pair competes (its deep band is
-        # the best pair's superficial band), repeatedly.
+        # The first muscle under the skin: the layer directly above the best
+        # pair (its deep band is the best pair's superficial band) goes first
+        # when nearly as good, repeatedly.
         while True:
             top_score, top_sup = ranked[0][0], ranked[0][1]
             above = [i for i, r in enumerate(ranked)
@@ -670,7 +702,9 @@ def _rank_pairs(bands: list[_Band], sx: float, sy: float, rows: int, cols: int) 
             ranked.insert(0, ranked.pop(max(above, key=lambda i: ranked[i][0])))
     good = [(bi, bj) for _, bi, bj in ranked]
     if not good:
-        raise NoMuscleBoundariesError("no distinct pair of fascia / aponeurosis bands: the muscle boundaries are ambiguous")
+        raise NoMuscleBoundariesError(
+            "no distinct pair of fascia / aponeurosis bands: the muscle boundaries are ambiguous"
+        )
     return good
 
 
@@ -810,7 +844,7 @@ def measure_muscle(
     thickness_px = float(math.hypot(p1[0] - p0[0], p1[1] - p0[1]))
     mean_px = float(np.mean(np.hypot(xdh - x[ch], ydh - ys[ch])))
     # Outer (upper) edge of the superficial fascia -> subcutaneous thickness.
-    e_out = _band_edge(gray_f, amp, yc_s, -1, np.maximum(yc_s - 0.0, 1.0), psx, psy)
+    e_out = _band_edge(gray_f, amp, yc_s, -1, np.maximum(yc_s, 1.0), psx, psy)
     out_fit, out_frac, _ = _fit_edge(e_out, cols, psy)
     sub_px = None
     outer_pts = np.zeros((0, 2))
@@ -832,14 +866,13 @@ def measure_muscle(
 
     conf = _confidence(pe.e_sup, pe.e_deep, *pe.fractions, *pe.rms, psy)
     to_frame = crop.to_frame
-    cal = (lambda v: float(v)) if calibrated else (lambda v: None)
     c0 = to_frame([p0])[0]
     c1 = to_frame([p1])[0]
     return MuscleMeasurement(
         thickness_px=thickness_px,
-        thickness_mm=cal(dist_c[0]) if calibrated else None,
+        thickness_mm=float(dist_c[0]) if calibrated else None,
         thickness_mean_central_half_px=mean_px,
-        thickness_mean_central_half_mm=cal(np.mean(dist_h)) if calibrated else None,
+        thickness_mean_central_half_mm=float(np.mean(dist_h)) if calibrated else None,
         vertical_gap_px=float(np.polyval(deep_fit, xc) - np.polyval(sup_fit, xc)),
         caliper_px=((float(c0[0]), float(c0[1])), (float(c1[0]), float(c1[1]))),
         superficial_edge_px=to_frame(np.stack([x, ys], 1)),

@@ -48,7 +48,7 @@ class ClassicalNerveParameters:
     max_radius_mm: float = 4.5
     search_mm_per_px: float = 0.2
     n_rays: int = 72
-    max_candidates: int = 4
+    max_candidates: int = 3
     min_rim_coverage: float = 0.9
     min_rim_prominence: float = 2.0
     min_rim_prominence_low: float = 1.2
@@ -98,19 +98,21 @@ def _trace_closed_ridge(score: np.ndarray, lo: np.ndarray, hi: np.ndarray, max_j
     allowed = (idx[None, :] >= lo[:, None]) & (idx[None, :] <= hi[:, None])
     scale = float(np.std(score[allowed])) if allowed.any() else 1.0
     masked = np.where(allowed, score, -1e9)
-    # Two laps round the circle: the first only warms up, the second is kept,
-    # so the path's start does not depend on an arbitrary first angle.
-    tiled = np.concatenate([masked, masked], axis=0)
+    # A quarter lap of warm-up, then the lap that is kept: the path's start
+    # then does not depend on an arbitrary first angle.
+    warm = max(1, n_angles // 4)
+    tiled = np.concatenate([masked[-warm:], masked], axis=0)
     total = tiled.shape[0]
     offsets = np.arange(-max_jump, max_jump + 1)
     penalty = (0.02 * scale) * np.abs(offsets)[:, None]
     back = np.zeros((total, n_radii), dtype=np.int16)
     acc = tiled[0].astype(np.float64)
     padded = np.full(n_radii + 2 * max_jump, -1e18)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, n_radii)  # a view: updated with padded
     for a in range(1, total):
         padded[max_jump : max_jump + n_radii] = acc
         # cand[k, j]: arrive at radius j from radius j + offsets[k]
-        cand = np.lib.stride_tricks.sliding_window_view(padded, n_radii)[:, :] - penalty
+        cand = windows - penalty
         best = np.argmax(cand, axis=0)
         acc = cand[best, idx] + tiled[a]
         back[a] = best
@@ -118,7 +120,7 @@ def _trace_closed_ridge(score: np.ndarray, lo: np.ndarray, hi: np.ndarray, max_j
     path[-1] = int(np.argmax(acc))
     for a in range(total - 1, 0, -1):
         path[a - 1] = path[a] + offsets[back[a, path[a]]]
-    return path[n_angles:]
+    return path[warm:]
 
 
 def _speckle_fwhm_px(gray: np.ndarray, max_lag: int = 16) -> tuple[float, float]:

@@ -60,6 +60,9 @@ __all__ = [
 #: Added to pipeline pixel coordinates to get DICOM SCOORD image coordinates.
 SCOORD_OFFSET = 0.5
 
+_US_SINGLE_FRAME = "1.2.840.10008.5.1.4.1.1.6.1"
+_US_MULTIFRAME = "1.2.840.10008.5.1.4.1.1.3.1"
+
 MeasurementGroupTemplate = Union[
     hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations,
     hd.sr.MeasurementsAndQualitativeEvaluations,
@@ -125,12 +128,31 @@ class SourceImage:
             )
         return [int(frame_number)]
 
-    def for_region(self, frame_number: int | None) -> hd.sr.SourceImageForRegion:
-        return hd.sr.SourceImageForRegion(
-            referenced_sop_class_uid=self.sop_class_uid,
-            referenced_sop_instance_uid=self.sop_instance_uid,
-            referenced_frame_numbers=self.frame_numbers(frame_number),
-        )
+    def image_region(self, graphic_data: np.ndarray, frame_number: int | None) -> hd.sr.ImageRegion:
+        """Image Region SCOORD (POLYLINE) on this image and frame.
+
+        highdicom looks the SOP class up in its table of current IODs; the
+        retired ultrasound classes the loader also accepts are not in it, so
+        for those the region is built with the current equivalent class and
+        the reference is then set to the image's own class.
+        """
+        def build(sop_class_uid: str) -> hd.sr.ImageRegion:
+            return hd.sr.ImageRegion(
+                graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
+                graphic_data=graphic_data,
+                source_image=hd.sr.SourceImageForRegion(
+                    referenced_sop_class_uid=sop_class_uid,
+                    referenced_sop_instance_uid=self.sop_instance_uid,
+                    referenced_frame_numbers=self.frame_numbers(frame_number),
+                ),
+            )
+
+        try:
+            return build(self.sop_class_uid)
+        except KeyError:  # SOP class unknown to highdicom's IOD table
+            region = build(_US_MULTIFRAME if self.is_multiframe else _US_SINGLE_FRAME)
+            region.ContentSequence[0].ReferencedSOPSequence[0].ReferencedSOPClassUID = self.sop_class_uid
+            return region
 
     def for_group(self, frame_number: int | None) -> hd.sr.SourceImageForMeasurementGroup:
         return hd.sr.SourceImageForMeasurementGroup(
@@ -389,11 +411,7 @@ def nerve_group(
     frame: FrameResult, nerve: NerveMeasurement, source: SourceImage, algorithm: AlgorithmInfo
 ) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
     """TID 1410 group of one nerve: closed contour, CSA and shape (mm) and echogenicity."""
-    region = hd.sr.ImageRegion(
-        graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
-        graphic_data=to_scoord(nerve.contour_px, closed=True),
-        source_image=source.for_region(frame.frame_number),
-    )
+    region = source.image_region(to_scoord(nerve.contour_px, closed=True), frame.frame_number)
     measurements: list[hd.sr.Measurement] = []
     mm_values = (
         (codes.AREA, nerve.cross_sectional_area_mm2, codes.MM2),
@@ -425,10 +443,8 @@ def muscle_groups(
     site = [_finding_site(frame.site, frame.laterality)]
     groups: list[MeasurementGroupTemplate] = []
 
-    caliper = hd.sr.ImageRegion(
-        graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
-        graphic_data=to_scoord(np.asarray(muscle.caliper_px, dtype=np.float64), closed=False),
-        source_image=source.for_region(frame.frame_number),
+    caliper = source.image_region(
+        to_scoord(np.asarray(muscle.caliper_px, dtype=np.float64), closed=False), frame.frame_number
     )
     thickness: list[hd.sr.Measurement] = []
     if muscle.thickness_mm is not None:
@@ -455,11 +471,7 @@ def muscle_groups(
         if len(roi) >= 3:
             echo_group: MeasurementGroupTemplate = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
                 tracking_identifier=_tracking(source, frame, "echogenicity ROI"),
-                referenced_region=hd.sr.ImageRegion(
-                    graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
-                    graphic_data=to_scoord(roi, closed=True),
-                    source_image=source.for_region(frame.frame_number),
-                ),
+                referenced_region=source.image_region(to_scoord(roi, closed=True), frame.frame_number),
                 finding_type=codes.SKELETAL_MUSCLE,
                 finding_sites=site,
                 algorithm_id=algorithm.to_template(),

@@ -392,7 +392,7 @@ def build_measurement_report(
         source = SourceImage.from_dataset(ds, label=_label(result))
         try:
             groups.extend(image_groups(result, source, nerve_algo=nerve_info, muscle_algo=muscle_info))
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, KeyError) as exc:
             raise ReportError(f"{_label(result)}: cannot encode its measurements: {exc}") from None
 
     completeness = study_completeness(results)
@@ -415,7 +415,7 @@ def build_measurement_report(
         # TID 1500 row 5, just before Imaging Measurements (row 6).
         root_items = report[0].ContentSequence
         root_items.insert(len(root_items) - 1, image_library(evidence))
-    except (ValueError, TypeError, AttributeError) as exc:
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
         raise ReportError(f"cannot build the measurement report: {exc}") from None
     if completeness.failures:
         report[0].ContentSequence.append(_failures_container(completeness.failures))
@@ -443,7 +443,7 @@ def build_measurement_report(
             coding_schemes=[codes.local_coding_scheme()],
             specific_character_set=charset,
         )
-    except (ValueError, TypeError, AttributeError) as exc:
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
         raise ReportError(f"cannot build the SR document: {exc}") from None
     if not completeness.complete:
         n = len(completeness.failures)
