@@ -134,12 +134,17 @@ def pymust_files() -> list[tuple[Path, list[dict]]]:
 
 
 def _muscle_px(gray: np.ndarray) -> tuple[float | None, str]:
+    """Vertical gap (px) between the inner edges at the tissue-area centre.
+
+    The observers of these sets measured a *vertical* distance, so that is
+    what is compared (the reported thickness is along the normal).
+    """
     box = estimate_tissue_box(gray)
     try:
         m = measure_muscle(gray, box, mm_per_px_x=1.0, mm_per_px_y=1.0)
     except MskusInputError as exc:
         return None, str(exc)
-    return float(m.thickness_px), ""
+    return float(m.vertical_gap_px), ""
 
 
 def timtrack() -> dict:

@@ -609,3 +609,22 @@ def test_other_accepted_image_classes_and_comprehensive_sr(sop_class, tmp_path):
     report = read_measurement_report(path)
     assert [i.sop_class_uid for i in report.image_library] == [sop_class]
     assert report.groups[0].regions[0].image.sop_class_uid == sop_class
+
+
+def test_write_reports_reports_a_duplicated_image_once(studies, tmp_path):
+    from pipeline.sr import write_measurement_reports
+
+    study = next(iter(studies.values()))
+    twice = study.results + [dataclasses.replace(study.results[0], source_file="copy.dcm")]
+    (path,) = write_measurement_reports(twice, study.headers, tmp_path)
+    assert path.name == report_file_name(study.uid)
+    report = read_measurement_report(path)
+    assert len(report.image_library) == len(study.headers)
+
+
+def test_builder_refuses_source_series_and_uids(studies):
+    study = next(iter(studies.values()))
+    with pytest.raises(ReportError, match="new series"):
+        build_measurement_report(study.results, study.headers, series_instance_uid=study.headers[0].SeriesInstanceUID)
+    with pytest.raises(ReportError, match="SOP Instance UID of a source image"):
+        build_measurement_report(study.results, study.headers, sop_instance_uid=study.headers[0].SOPInstanceUID)

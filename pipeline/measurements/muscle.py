@@ -156,7 +156,8 @@ class MuscleMeasurement:
     subcutaneous_thickness_mm : float or None
         The same in mm; ``None`` when uncalibrated or not determinable.
     roi_polygon_px : ndarray (N, 2)
-        Closed outline of the echogenicity ROI (pixel-centre coordinates).
+        Closed outline of the echogenicity ROI through the centres of its
+        boundary pixels (first point repeated at the end).
     roi_mask : ndarray of bool, frame shape
         The echogenicity ROI: columns in the central 60 % of the tissue region,
         rows at least 0.5 mm (perpendicular) inside both inner edges, inside the
@@ -614,9 +615,9 @@ def _roi(shape: tuple[int, int], crop: Crop, sup: np.ndarray, deep: np.ndarray, 
     f = (1.0 - ROI_WIDTH_FRACTION) / 2.0
     sel = (rel >= f * cols) & (rel <= (1.0 - f) * cols)
     xs = x[sel]
-    ds, dd = np.polyder(sup), np.polyder(deep)
-    slope_s = (np.polyval(ds, xs) if sup.size > 1 else 0 * xs) * sy / sx
-    slope_d = (np.polyval(dd, xs) if deep.size > 1 else 0 * xs) * sy / sx
+    # Physical slopes: the 0.5 mm is measured perpendicular to the local edge.
+    slope_s = np.polyval(np.polyder(sup), xs) * sy / sx
+    slope_d = np.polyval(np.polyder(deep), xs) * sy / sx
     top = np.polyval(sup, xs) + margin_mm * np.sqrt(1 + slope_s**2) / sy
     bot = np.polyval(deep, xs) - margin_mm * np.sqrt(1 + slope_d**2) / sy
     top = np.maximum(top, 0.0)
@@ -627,6 +628,8 @@ def _roi(shape: tuple[int, int], crop: Crop, sup: np.ndarray, deep: np.ndarray, 
     mask = crop.mask_to_frame(m, shape)
     ok = bot >= top
     poly = np.concatenate([np.stack([xs[ok], top[ok]], 1), np.stack([xs[ok], bot[ok]], 1)[::-1]])
+    if len(poly):
+        poly = np.vstack([poly, poly[:1]])  # closed: the first point repeated
     return mask, crop.to_frame(poly)
 
 
@@ -636,6 +639,7 @@ def _roi(shape: tuple[int, int], crop: Crop, sup: np.ndarray, deep: np.ndarray, 
 
 
 def _prior_scale(mm: float | None, nominal: float) -> float:
+    """Pixel size (mm) for the size priors: the calibration when plausible for B-mode, else nominal."""
     if mm is None or not (_PLAUSIBLE_MM_PER_PX[0] <= mm <= _PLAUSIBLE_MM_PER_PX[1]):
         return float(nominal)
     return float(mm)

@@ -29,6 +29,7 @@ __all__ = [
     "AREA",
     "CALIBRATION_NOTE",
     "DERIVATION",
+    "DEVICE",
     "DEVICE_OBSERVER_UID",
     "DIAGNOSTIC_ULTRASONOGRAPHY",
     "ECHOGENICITY",
@@ -94,6 +95,8 @@ IMAGING_MEASUREMENTS = Code("126010", "DCM", "Imaging Measurements")
 MEASUREMENT_GROUP = Code("125007", "DCM", "Measurement Group")
 #: TID 1500 row 12: document-level qualitative evaluations (TEXT children, row 14).
 QUALITATIVE_EVALUATIONS = Code("C0034375", "UMLS", "Qualitative Evaluations")
+#: Observer Type of the device observer (TID 1002).
+DEVICE = Code("121007", "DCM", "Device")
 TRACKING_IDENTIFIER = Code("112039", "DCM", "Tracking Identifier")
 TRACKING_UNIQUE_IDENTIFIER = Code("112040", "DCM", "Tracking Unique Identifier")
 FINDING = Code("121071", "DCM", "Finding")

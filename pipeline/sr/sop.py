@@ -23,6 +23,7 @@ build the document after the pixels are gone.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -35,7 +36,6 @@ import numpy as np
 import pydicom
 from pydicom.charset import python_encoding
 from pydicom.dataset import Dataset
-from pydicom.sr.coding import Code
 
 from pipeline import __version__
 from pipeline.analysis import ImageResult
@@ -63,6 +63,8 @@ __all__ = [
     "study_completeness",
     "write_measurement_reports",
 ]
+
+logger = logging.getLogger(__name__)
 
 MeasurementReportDocument = Union[hd.sr.Comprehensive3DSR, hd.sr.ComprehensiveSR]
 
@@ -281,6 +283,46 @@ def _index_sources(
     return study_uid, by_uid
 
 
+#: Retired ultrasound SOP classes (accepted by the loader) that highdicom's IOD
+#: tables do not know, and the current class with the same modules.
+_RETIRED_CLASS_EQUIVALENT = {
+    "1.2.840.10008.5.1.4.1.1.6": "1.2.840.10008.5.1.4.1.1.6.1",
+    "1.2.840.10008.5.1.4.1.1.3": "1.2.840.10008.5.1.4.1.1.3.1",
+}
+
+
+def _highdicom_evidence(evidence: Sequence[Dataset]) -> list[Dataset]:
+    """Evidence highdicom can process: retired classes swapped for their current equivalent.
+
+    highdicom copies patient/study attributes by looking the SOP class up in
+    its IOD tables; the true classes are restored afterwards
+    (:func:`_restore_evidence_classes`).
+    """
+    out = []
+    for ds in evidence:
+        equivalent = _RETIRED_CLASS_EQUIVALENT.get(str(ds.SOPClassUID))
+        if equivalent is None:
+            out.append(ds)
+            continue
+        proxy = Dataset()
+        for element in ds:
+            proxy.add(element)
+        proxy.add_new(0x00080016, "UI", equivalent)  # a new element: the source's stays untouched
+        out.append(proxy)
+    return out
+
+
+def _restore_evidence_classes(document: Dataset, evidence: Sequence[Dataset]) -> None:
+    true_class = {str(ds.SOPInstanceUID): str(ds.SOPClassUID) for ds in evidence}
+    for keyword in ("CurrentRequestedProcedureEvidenceSequence", "PertinentOtherEvidenceSequence"):
+        for study in document.get(keyword) or []:
+            for series in study.get("ReferencedSeriesSequence") or []:
+                for ref in series.get("ReferencedSOPSequence") or []:
+                    uid = str(ref.ReferencedSOPInstanceUID)
+                    if uid in true_class:
+                        ref.ReferencedSOPClassUID = true_class[uid]
+
+
 def _charset_for(evidence: Dataset, texts: Iterable[str]) -> str | list[str] | None:
     """The source's Specific Character Set when it can encode every text, else UTF-8 (ISO_IR 192)."""
     declared = evidence.get("SpecificCharacterSet")
@@ -380,6 +422,10 @@ def build_measurement_report(
     previous_docs = _check_previous(list(previous or []), study_uid)
     if series_number < 0 or instance_number < 0:
         raise ReportError("series_number and instance_number must not be negative")
+    if series_instance_uid and series_instance_uid in {str(ds.get("SeriesInstanceUID", "")) for ds in by_uid.values()}:
+        raise ReportError("the report needs a new series: series_instance_uid is the series of a source image")
+    if sop_instance_uid and sop_instance_uid in by_uid:
+        raise ReportError("sop_instance_uid is the SOP Instance UID of a source image")
 
     nerve_info = nerve_algo or nerve_algorithm(segmenter)
     muscle_info = muscle_algo or muscle_algorithm()
@@ -397,7 +443,7 @@ def build_measurement_report(
 
     completeness = study_completeness(results)
     observer = hd.sr.ObserverContext(
-        observer_type=hd.sr.CodedConcept.from_code(Code("121007", "DCM", "Device")),
+        observer_type=codes.DEVICE,
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
             uid=codes.DEVICE_OBSERVER_UID,
             name="mskus",
@@ -425,7 +471,7 @@ def build_measurement_report(
     charset = _charset_for(first, _collect_texts(report[0]))
     try:
         document = sr_class(
-            evidence=evidence,
+            evidence=_highdicom_evidence(evidence),
             content=report,
             series_instance_uid=series_instance_uid or hd.UID(),
             series_number=series_number,
@@ -445,6 +491,7 @@ def build_measurement_report(
         )
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
         raise ReportError(f"cannot build the SR document: {exc}") from None
+    _restore_evidence_classes(document, evidence)
     if not completeness.complete:
         n = len(completeness.failures)
         document.CompletionFlagDescription = f"{n} image(s) of the study not fully measured; see Qualitative Evaluations"[
@@ -519,6 +566,11 @@ def write_measurement_reports(
         A report already in ``out_dir`` for the same study is listed as
         predecessor of (and replaced by) the new one.
 
+    Notes
+    -----
+    Results with the same SOP Instance UID (the same image given twice) are
+    reported once, with a warning in the log.
+
     Raises
     ------
     ReportError
@@ -537,6 +589,16 @@ def write_measurement_reports(
             existing = _existing_report(path, study_uid)
             if existing is not None and all(existing.SOPInstanceUID != d.SOPInstanceUID for d in before):
                 before.append(existing)
+        unique: dict[str, ImageResult] = {}
+        for result in results:
+            if result.sop_instance_uid in unique:
+                logger.warning(
+                    "%s: same SOP Instance UID as %s; reported once",
+                    _label(result), _label(unique[result.sop_instance_uid]),
+                )
+                continue
+            unique[result.sop_instance_uid] = result
+        results = list(unique.values())
         sources = [headers[r.sop_instance_uid] for r in results if r.sop_instance_uid in headers]
         try:
             document = build_measurement_report(results, sources, previous=before or None, segmenter=segmenter)
