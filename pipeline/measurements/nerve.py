@@ -12,9 +12,10 @@ import cv2
 import numpy as np
 
 from pipeline.calibration import FrameCalibration
+from pipeline.geometry import polygon_area, polygon_perimeter
 from pipeline.measurements.echogenicity import EchogenicityStats, echogenicity_stats
 
-__all__ = ["NerveMeasurement", "contour_mask", "measure_nerve", "polygon_area", "polygon_perimeter"]
+__all__ = ["NerveMeasurement", "contour_mask", "measure_nerve"]
 
 
 @dataclass(frozen=True)
@@ -50,17 +51,6 @@ class NerveMeasurement:
     flattening_ratio: float
     echogenicity: EchogenicityStats
     confidence: float
-
-
-def polygon_area(points: np.ndarray) -> float:
-    """Area of a simple closed polygon (shoelace), in squared input units."""
-    x, y = points[:, 0], points[:, 1]
-    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
-
-
-def polygon_perimeter(points: np.ndarray) -> float:
-    """Length of a closed polygon, in input units."""
-    return float(np.sum(np.hypot(*(np.roll(points, -1, axis=0) - points).T)))
 
 
 def _moment_axes(points: np.ndarray) -> tuple[float, float]:

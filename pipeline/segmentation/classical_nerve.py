@@ -32,6 +32,7 @@ import numpy as np
 
 from pipeline.calibration import PixelBox
 from pipeline.crop import Crop
+from pipeline.geometry import polygon_area
 from pipeline.segmentation.base import NerveSegmentation, RimFeatures
 
 __all__ = ["ClassicalNerveSegmenter", "ClassicalNerveParameters"]
@@ -292,7 +293,7 @@ class ClassicalNerveSegmenter:
             xs = cx + np.cos(angles) * ridge_r
             ys = cy + np.sin(angles) * ridge_r
             new_cx, new_cy = float(xs.mean()), float(ys.mean())
-            r0 = float(np.sqrt(max(_polygon_area(np.column_stack([xs, ys])), 1.0) / np.pi))
+            r0 = float(np.sqrt(max(polygon_area(np.column_stack([xs, ys])), 1.0) / np.pi))
             r_search = r0
             moved = math.hypot(new_cx - cx, new_cy - cy)
             cx, cy = new_cx, new_cy
@@ -394,8 +395,3 @@ def _rim_profile_widths(polar: np.ndarray, path: np.ndarray, step: float) -> tup
     inner = crossing(-1, inner_base)
     outer = crossing(+1, outer_base)
     return inner + outer, inner
-
-
-def _polygon_area(points: np.ndarray) -> float:
-    x, y = points[:, 0], points[:, 1]
-    return 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
