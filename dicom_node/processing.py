@@ -77,8 +77,13 @@ def process_study(job: StudyJob) -> StudyOutcome:
         try:
             image = load_ultrasound(path)
         except (MskusInputError, OSError) as exc:
-            # Accepted on the network but unreadable now: report it, do not guess.
+            # Accepted on the network but not loadable now (e.g. corrupt compressed
+            # pixels): the report names it as failed; nothing is guessed.
             logger.warning("event=instance_unreadable path=%s reason=%s", path, exc)
+            refused = _refused_image(path, exc)
+            if refused is not None:
+                results.append(refused[0])
+                headers.append(refused[1])
             continue
         result = analyze_image(image)
         results.append(result)
@@ -110,18 +115,40 @@ def process_study(job: StudyJob) -> StudyOutcome:
     )
 
 
-def _key_images(store: DurableStore, job: StudyJob, analysed: list) -> list[ArchivedResult]:
+def _refused_image(path: str, exc: Exception) -> tuple[ImageResult, pydicom.Dataset] | None:
+    """An ImageResult that records why ``path`` was refused, with its header if readable."""
     try:
-        from pipeline.keyimage import build_key_image
-        from pipeline.overlay import draw_overlay
-    except ImportError:  # key images are optional
-        return []
+        header = pydicom.dcmread(path, stop_before_pixels=True)
+    except Exception:  # not even a header: only the log can tell
+        return None
+    code = exc.code if isinstance(exc, MskusInputError) else "unreadable"
+    result = ImageResult(
+        source_file=path,
+        sop_instance_uid=str(header.get("SOPInstanceUID", "")),
+        sop_class_uid=str(header.get("SOPClassUID", "")),
+        study_instance_uid=str(header.get("StudyInstanceUID", "")),
+        series_instance_uid=str(header.get("SeriesInstanceUID", "")),
+        error=str(exc),
+        error_code=code,
+    )
+    return result, header
+
+
+def _key_images(store: DurableStore, job: StudyJob, analysed: list) -> list[ArchivedResult]:
+    from pipeline.keyimage import build_key_image
+    from pipeline.overlay import draw_overlay
+
+    series_uid = pydicom.uid.generate_uid()  # one key-image series per study run
     out = []
+    number = 0
     for image, result in analysed:
         by_index = {f.frame_index: f for f in result.frames}
         for frame in image.iter_frames(sorted(by_index)):
             overlay = draw_overlay(frame, by_index[frame.index])
-            key = build_key_image(overlay, image.dataset, frame_number=frame.frame_number)
+            number += 1
+            key = build_key_image(
+                overlay, image.dataset, frame_number=frame.frame_number, series_instance_uid=series_uid, instance_number=number
+            )
             path = store.store_result(job.study_uid, str(key.SOPInstanceUID), _to_bytes(key))
             out.append(ArchivedResult(str(key.SOPInstanceUID), "key_image", str(path)))
     return out

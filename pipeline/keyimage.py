@@ -97,7 +97,7 @@ def build_key_image(
     source: Dataset,
     *,
     frame_number: int | None = None,
-    series_instance_uid: str,
+    series_instance_uid: str | None = None,
     series_number: int = DEFAULT_SERIES_NUMBER,
     instance_number: int = 1,
     sop_instance_uid: str | None = None,
@@ -114,8 +114,10 @@ def build_key_image(
         are copied from it and it is referenced in Source Image Sequence.
     frame_number : int, optional
         1-based source frame, referenced for multi-frame sources.
-    series_instance_uid : str
-        The key-image series (one per study and run; never the source's).
+    series_instance_uid : str, optional
+        The key-image series (never the source's). Pass the same UID for all
+        key images of a study and run (:class:`KeyImageWriter` does); a new
+        series is made when not given.
     series_number, instance_number : int
         Numbers in that series.
     sop_instance_uid : str, optional
@@ -130,6 +132,7 @@ def build_key_image(
     for keyword in ("StudyInstanceUID", "SOPInstanceUID", "SOPClassUID"):
         if not source.get(keyword):
             raise ValueError(f"source image has no {keyword}")
+    series_instance_uid = series_instance_uid or generate_uid()
     if str(series_instance_uid) == str(source.get("SeriesInstanceUID", "")):
         raise ValueError("a key image must be in its own series, not in the source image's series")
     pixels_bgr = add_banner(overlay_bgr)

@@ -109,3 +109,10 @@ def test_key_images_need_out():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip() == "mskus: error: --key-images needs --out DIR"
+
+
+def test_key_image_defaults_to_a_new_series(cine_overlay):
+    image, overlay = cine_overlay
+    ds = build_key_image(overlay, image.dataset, frame_number=1)
+    assert ds.SeriesInstanceUID and ds.SeriesInstanceUID != image.dataset.SeriesInstanceUID
+    assert ds.StudyInstanceUID == image.dataset.StudyInstanceUID

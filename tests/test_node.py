@@ -322,3 +322,16 @@ def _port_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.2)
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_key_images_share_one_series_per_study_run(tmp_path):
+    with running_node(tmp_path, key_images=True) as node:
+        assert storescu(node.port, SAMPLE_DATA / "04_muscle_mono.dcm", SAMPLE_DATA / "05_muscle_bone.dcm").returncode == 0
+        wait_for(lambda: processed(node))
+        archived = [pydicom.dcmread(p) for p in (tmp_path / "node" / "archive").rglob("*.dcm")]
+    reports = [d for d in archived if d.Modality == "SR"]
+    keys = [d for d in archived if d.Modality != "SR"]
+    assert len(reports) == 1 and len(keys) == 2
+    assert len({k.SeriesInstanceUID for k in keys}) == 1
+    assert {k.StudyInstanceUID for k in keys} == {reports[0].StudyInstanceUID}
+    assert sorted(int(k.InstanceNumber) for k in keys) == [1, 2]

@@ -1,0 +1,88 @@
+"""Write files so that a reader (or a killed run) never sees half of one.
+
+Every output of a batch run (CSV tables, SR documents, overlays, per-study
+records) is written to a temporary file in the same folder, flushed to disk
+and then moved over the final name with :func:`os.replace`, which is atomic
+on POSIX file systems. A run killed at any moment leaves either the old file
+or the new one, plus at most a ``*.mskus-tmp`` file that the next run removes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+__all__ = ["TMP_SUFFIX", "atomic_open", "atomic_write_bytes", "atomic_write_text", "remove_stale_temporaries"]
+
+#: Suffix of temporary files; :func:`remove_stale_temporaries` deletes leftovers.
+TMP_SUFFIX = ".mskus-tmp"
+
+
+def _tmp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
+
+
+@contextmanager
+def atomic_open(
+    path: str | os.PathLike[str],
+    mode: str = "w",
+    *,
+    encoding: str | None = "utf-8",
+    newline: str | None = "",
+    durable: bool = False,
+) -> Iterator[IO]:
+    """Open a temporary file that replaces ``path`` when the block ends without error.
+
+    Parameters
+    ----------
+    path : path
+        Final file name; its folder must exist.
+    mode : {"w", "wb"}
+        Text or binary.
+    encoding, newline
+        For text mode (``newline=""`` suits :mod:`csv`).
+    durable : bool
+        Also ``fsync`` before the rename (survives a power cut, not only a
+        killed process); used for the records that mark a study as done.
+    """
+    final = Path(path)
+    tmp = _tmp_path(final)
+    binary = "b" in mode
+    handle = open(tmp, mode, **({} if binary else {"encoding": encoding, "newline": newline}))  # noqa: SIM115
+    try:
+        with handle:
+            yield handle
+            handle.flush()
+            if durable:
+                os.fsync(handle.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, durable: bool = False) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_open(path, "wb", durable=durable) as handle:
+        handle.write(data)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str, *, durable: bool = False) -> None:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    with atomic_open(path, "w", durable=durable) as handle:
+        handle.write(text)
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> int:
+    """Delete temporary files left in ``folder`` (recursively) by a killed run; return how many."""
+    removed = 0
+    for tmp in Path(folder).rglob(f"*{TMP_SUFFIX}"):
+        try:
+            tmp.unlink()
+            removed += 1
+        except OSError:
+            pass
+    return removed
