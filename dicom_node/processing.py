@@ -18,7 +18,7 @@ from dicom_node.storage import DurableStore
 from pipeline.analysis import ImageResult, analyze_image
 from pipeline.errors import MskusInputError
 from pipeline.loading import load_ultrasound
-from pipeline.sr.sop import build_measurement_report, header_dataset
+from pipeline.sr.sop import build_measurement_report, header_dataset, slim_result
 
 __all__ = ["ArchivedResult", "StudyJob", "StudyOutcome", "process_study"]
 
@@ -72,7 +72,7 @@ def process_study(job: StudyJob) -> StudyOutcome:
     store = DurableStore(job.data_dir)
     results: list[ImageResult] = []
     headers: list[pydicom.Dataset] = []
-    frames_for_key_images = []
+    key_images = _KeyImages(store, job.study_uid) if job.key_images else None
     for path in job.instance_paths:
         try:
             image = load_ultrasound(path)
@@ -85,11 +85,9 @@ def process_study(job: StudyJob) -> StudyOutcome:
                 results.append(refused[0])
                 headers.append(refused[1])
             continue
-        result = analyze_image(image)
-        results.append(result)
+        on_frame = key_images.callback(image) if key_images is not None else None
+        results.append(slim_result(analyze_image(image, on_frame=on_frame)))
         headers.append(header_dataset(image.dataset))
-        if job.key_images and result.frames:
-            frames_for_key_images.append((image, result))
     archived: list[ArchivedResult] = []
     if results:
         previous = None
@@ -101,8 +99,8 @@ def process_study(job: StudyJob) -> StudyOutcome:
         report = build_measurement_report(results, headers, previous=previous, instance_number=job.run)
         path = store.store_result(job.study_uid, str(report.SOPInstanceUID), _to_bytes(report))
         archived.append(ArchivedResult(str(report.SOPInstanceUID), "sr", str(path)))
-        if job.key_images:
-            archived.extend(_key_images(store, job, frames_for_key_images))
+        if key_images is not None:
+            archived.extend(key_images.archived)
     failed = sum(1 for r in results if r.failed) + (len(job.instance_paths) - len(results))
     return StudyOutcome(
         run=job.run,
@@ -134,21 +132,28 @@ def _refused_image(path: str, exc: Exception) -> tuple[ImageResult, pydicom.Data
     return result, header
 
 
-def _key_images(store: DurableStore, job: StudyJob, analysed: list) -> list[ArchivedResult]:
-    from pipeline.keyimage import build_key_image
-    from pipeline.overlay import draw_overlay
+class _KeyImages:
+    """Key images of one study run, archived as they are drawn: one series, numbered instances."""
 
-    series_uid = pydicom.uid.generate_uid()  # one key-image series per study run
-    out = []
-    number = 0
-    for image, result in analysed:
-        by_index = {f.frame_index: f for f in result.frames}
-        for frame in image.iter_frames(sorted(by_index)):
-            overlay = draw_overlay(frame, by_index[frame.index])
-            number += 1
+    def __init__(self, store: DurableStore, study_uid: str) -> None:
+        self.store = store
+        self.study_uid = study_uid
+        self.series_uid = pydicom.uid.generate_uid()
+        self.archived: list[ArchivedResult] = []
+
+    def callback(self, image):
+        from pipeline.keyimage import build_key_image
+        from pipeline.overlay import draw_overlay
+
+        def write(frame, frame_result) -> None:
             key = build_key_image(
-                overlay, image.dataset, frame_number=frame.frame_number, series_instance_uid=series_uid, instance_number=number
+                draw_overlay(frame, frame_result),
+                image.dataset,
+                frame_number=frame.frame_number,
+                series_instance_uid=self.series_uid,
+                instance_number=len(self.archived) + 1,
             )
-            path = store.store_result(job.study_uid, str(key.SOPInstanceUID), _to_bytes(key))
-            out.append(ArchivedResult(str(key.SOPInstanceUID), "key_image", str(path)))
-    return out
+            path = self.store.store_result(self.study_uid, str(key.SOPInstanceUID), _to_bytes(key))
+            self.archived.append(ArchivedResult(str(key.SOPInstanceUID), "key_image", str(path)))
+
+        return write

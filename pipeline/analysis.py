@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import logging
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -164,8 +164,13 @@ def analyze_image(
     protocol: Protocol | str | None = None,
     segmenter: NerveSegmenter | None = None,
     frames: Iterable[int] | None = None,
+    on_frame: Callable[[UltrasoundFrame, FrameResult], None] | None = None,
 ) -> ImageResult:
-    """Choose the protocol and measure every frame (or the given 0-based frames)."""
+    """Choose the protocol and measure every frame (or the given 0-based frames).
+
+    ``on_frame(frame, result)`` is called with each decoded frame and its
+    result (for overlays), so no frame has to be decoded twice.
+    """
     rules = rules or load_protocol_rules()
     segmenter = segmenter or ClassicalNerveSegmenter()
     common = dict(
@@ -184,7 +189,10 @@ def analyze_image(
     results = []
     try:
         for frame in image.iter_frames(frames):
-            results.append(analyze_frame(frame, choice, laterality, segmenter=segmenter))
+            frame_result = analyze_frame(frame, choice, laterality, segmenter=segmenter)
+            results.append(frame_result)
+            if on_frame is not None:
+                on_frame(frame, frame_result)
     except MskusInputError as exc:
         return ImageResult(**common, protocol=choice, frames=tuple(results), error=str(exc), error_code=exc.code)
     return ImageResult(**common, protocol=choice, frames=tuple(results))

@@ -78,6 +78,18 @@ def _add_node(subparsers: argparse._SubParsersAction) -> None:
     )
 
 
+def _add_batch(subparsers: argparse._SubParsersAction) -> None:
+    from pipeline.commands import batch
+
+    batch.configure_parser(
+        subparsers.add_parser(
+            "batch",
+            help="analyse a folder tree of studies: SRs, measurements.csv, summary.csv, errors.csv",
+            description="Batch run over a folder tree, on this machine or a Dask cluster. Reruns resume.",
+        )
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full ``mskus`` argument parser."""
     parser = _Parser(
@@ -90,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_analyze(subparsers)
     _add_sr(subparsers)
     _add_node(subparsers)
+    _add_batch(subparsers)
     return parser
 
 

@@ -102,9 +102,10 @@ def run(args: argparse.Namespace) -> int:
             reason = str(exc) if isinstance(exc, MskusInputError) else f"cannot read file: {exc.strerror or exc}"
             result = ImageResult(source_file=str(path), error=reason)
         else:
-            result = analyze_image(image, rules=rules, protocol=args.protocol)
-            if args.out is not None and result.frames:
-                _write_overlays(image, result, args.out, key_images=key_writer)
+            on_frame = None
+            if args.out is not None:
+                on_frame = _overlay_writer(image, args.out, key_images=key_writer)
+            result = analyze_image(image, rules=rules, protocol=args.protocol, on_frame=on_frame)
             if args.out is not None:
                 sr_results.append(slim_result(result))
                 sr_headers.append(header_dataset(image.dataset))
@@ -131,14 +132,16 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
-def _write_overlays(image, result: ImageResult, out: Path, key_images=None) -> None:
+def _overlay_writer(image, out: Path, key_images=None):
+    """Frame callback for :func:`analyze_image` writing the QA overlay (and key image)."""
     from pipeline.overlay import draw_overlay
 
-    by_index = {f.frame_index: f for f in result.frames}
-    stem = Path(result.source_file or result.sop_instance_uid).stem
-    for frame in image.iter_frames(sorted(by_index)):
-        overlay = draw_overlay(frame, by_index[frame.index])
-        name = f"{stem}_frame{frame.frame_number:04d}.png"
-        cv2.imwrite(str(out / name), overlay)
+    stem = Path(image.source or image.sop_instance_uid).stem
+
+    def write(frame, frame_result) -> None:
+        overlay = draw_overlay(frame, frame_result)
+        cv2.imwrite(str(out / f"{stem}_frame{frame.frame_number:04d}.png"), overlay)
         if key_images is not None:
             key_images.write(overlay, image.dataset, frame_number=frame.frame_number, stem=stem)
+
+    return write

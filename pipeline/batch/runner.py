@@ -1,0 +1,265 @@
+"""Run a batch: walk, read headers, plan studies, analyse them, assemble the tables.
+
+:func:`run_batch` is the coordinator. It never touches pixel data: it walks
+IN_DIR, reads headers to group images by study, skips the studies whose
+record says they are done with the same inputs and settings, hands the rest
+to an executor (local processes or Dask) and rebuilds the tables from the
+study records as studies finish and at the end. Ctrl-C (or SIGTERM, which
+the CLI turns into the same) stops the workers and leaves OUT_DIR complete
+for the studies done so far; a rerun does the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.batch.assemble import TableCounts, assemble_outputs
+from pipeline.batch.atomic import remove_stale_temporaries
+from pipeline.batch.discovery import InputFile, walk_inputs
+from pipeline.batch.executors import DaskExecutor, LocalExecutor, StudyExecutor
+from pipeline.batch.headers import ImageHeader, read_header
+from pipeline.batch.lock import output_lock
+from pipeline.batch.plan import StudyTask, plan_studies
+from pipeline.batch.progress import BatchProgress
+from pipeline.batch.records import STATE_DIR, read_record, record_path, records_dir, up_to_date
+from pipeline.batch.settings import RunSettings, load_rules_text
+from pipeline.batch.tables import ErrorRow
+from pipeline.errors import UsageError
+
+__all__ = ["BatchOptions", "BatchResult", "run_batch"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BatchOptions:
+    """What ``mskus batch`` was asked to do.
+
+    Attributes
+    ----------
+    in_dir, out_dir : Path
+        Input folder (walked recursively) and output folder.
+    workers : int
+        Local worker processes (ignored with ``scheduler``).
+    scheduler : str or None
+        Dask scheduler address; the studies then run on that cluster.
+    protocol : str or None
+        Force ``nerve`` or ``muscle`` instead of the rules.
+    rules_path : Path or None
+        Protocol rules YAML (default ``configs/protocols.yaml``).
+    overlays : bool
+        Write QA overlay PNGs.
+    pseudonym_key : bytes or None
+        Pseudonymize with this HMAC key.
+    force : bool
+        Redo every study, done or not.
+    progress_bar : bool or None
+        Force the tqdm bar on/off (default: when stderr is a terminal).
+    max_in_flight : int or None
+        Studies submitted at once (default: twice the workers).
+    """
+
+    in_dir: Path
+    out_dir: Path
+    workers: int = 1
+    scheduler: str | None = None
+    protocol: str | None = None
+    rules_path: Path | None = None
+    overlays: bool = True
+    pseudonym_key: bytes | None = None
+    force: bool = False
+    progress_bar: bool | None = None
+    max_in_flight: int | None = None
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What a run did (the CLI prints it)."""
+
+    studies: int
+    studies_skipped: int
+    studies_analysed: int
+    studies_failed: int
+    frames_analysed: int
+    inputs: int
+    tables: TableCounts
+    seconds: float
+    executor: str
+
+
+class _Assembler:
+    """Rebuild the tables after a study finishes, unless the last rebuild was recent for its cost."""
+
+    def __init__(self, out_dir: Path, settings: RunSettings, min_interval: float = 0.0) -> None:
+        self.out_dir = out_dir
+        self.settings = settings
+        self.min_interval = min_interval
+        self._last = 0.0
+        self._cost = 0.0
+
+    def due(self) -> bool:
+        # Keeps rebuilding (which reads every record) under ~1/6 of the run time.
+        return time.monotonic() - self._last >= max(self.min_interval, 5 * self._cost)
+
+    def __call__(self, done: dict[str, Path], errors: Sequence[ErrorRow]) -> TableCounts:
+        started = time.monotonic()
+        counts = assemble_outputs(self.out_dir, done.items(), errors, self.settings)
+        self._last = time.monotonic()
+        self._cost = self._last - started
+        return counts
+
+
+def _check_folders(options: BatchOptions) -> tuple[Path, Path]:
+    in_dir = Path(os.path.abspath(options.in_dir))
+    out_dir = Path(os.path.abspath(options.out_dir))
+    if not in_dir.is_dir():
+        raise UsageError(f"{options.in_dir}: not a folder" if in_dir.exists() else f"{options.in_dir}: no such folder")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out {options.out_dir}: exists and is not a folder")
+    if os.path.realpath(out_dir) == os.path.realpath(in_dir):
+        raise UsageError("--out must not be IN_DIR itself (use a new or a sub-folder)")
+    return in_dir, out_dir
+
+
+def _scan(in_dir: Path, out_dir: Path, settings: RunSettings) -> tuple[list[ImageHeader], list[ErrorRow], int]:
+    rules = settings.rules()
+    headers: list[ImageHeader] = []
+    errors: list[ErrorRow] = []
+    inputs = 0
+    last_log = time.monotonic()
+    for found in walk_inputs(in_dir, exclude=[out_dir]):
+        if isinstance(found, ErrorRow):
+            errors.append(found)
+            continue
+        assert isinstance(found, InputFile)
+        inputs += 1
+        header = read_header(found, rules, protocol=settings.protocol)
+        (errors if isinstance(header, ErrorRow) else headers).append(header)
+        if time.monotonic() - last_log > 10:
+            last_log = time.monotonic()
+            logger.info("reading headers: %d files so far", inputs)
+    return headers, errors, inputs
+
+
+def _forget_vanished(out_dir: Path, current: set[str]) -> None:
+    """Remove records and outputs of studies whose inputs are no longer in IN_DIR."""
+    folder = records_dir(out_dir)
+    if not folder.is_dir():
+        return
+    for path in folder.glob("*.json"):
+        record = read_record(path)
+        if record is not None and record.study_uid in current:
+            continue
+        if record is not None:
+            logger.info("study %s is no longer in the input; removing its outputs", record.study_uid)
+            for rel in (*record.overlay_files, record.sr_file):
+                if rel:
+                    (out_dir / rel).unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
+
+
+def _failed_study_rows(task: StudyTask, exc: BaseException) -> list[ErrorRow]:
+    reason = f"study not analysed: {type(exc).__name__}: {exc}"
+    return [ErrorRow(f.rel, "worker_failed", reason, f.sop_instance_uid, task.study_uid) for f in task.files]
+
+
+def _make_executor(options: BatchOptions) -> StudyExecutor:
+    if options.scheduler:
+        return DaskExecutor(options.scheduler, max_in_flight=options.max_in_flight)
+    return LocalExecutor(options.workers, max_in_flight=options.max_in_flight)
+
+
+def run_batch(options: BatchOptions) -> BatchResult:
+    """Run ``mskus batch``: see the module docstring and README "Batch mode".
+
+    Raises
+    ------
+    UsageError
+        Bad folders or options, rules that do not load, an unreachable
+        scheduler, workers of another mskus version, or another run
+        holding OUT_DIR.
+    KeyboardInterrupt
+        After the workers were stopped and the tables written for the
+        studies done so far.
+    """
+    from pipeline.batch.study import StudyOutcome, VersionMismatchError
+
+    started = time.monotonic()
+    if options.workers < 1:
+        raise UsageError("--workers must be at least 1")
+    in_dir, out_dir = _check_folders(options)
+    rules_text, _ = load_rules_text(options.rules_path)
+    settings = RunSettings(
+        rules_text=rules_text, protocol=options.protocol, overlays=options.overlays, pseudonym_key=options.pseudonym_key
+    )
+    state = out_dir / STATE_DIR
+    state.mkdir(parents=True, exist_ok=True)
+    with output_lock(state):
+        stale = remove_stale_temporaries(out_dir)
+        if stale:
+            logger.info("removed %d temporary file(s) left by an interrupted run", stale)
+        headers, coordinator_errors, n_inputs = _scan(in_dir, out_dir, settings)
+        tasks, duplicates = plan_studies(headers, out_dir=str(out_dir), settings=settings)
+        coordinator_errors.extend(duplicates)
+        _forget_vanished(out_dir, {t.study_uid for t in tasks})
+        done: dict[str, Path] = {}
+        todo: list[StudyTask] = []
+        for task in tasks:
+            path = record_path(out_dir, task.study_uid)
+            if not options.force and up_to_date(read_record(path), task, settings) is not None:
+                done[task.study_uid] = path
+            else:
+                todo.append(task)
+        skipped = len(done)
+        logger.info(
+            "%d input file(s), %d stud(ies): %d already done, %d to analyse; %d input(s) refused before analysis",
+            n_inputs, len(tasks), skipped, len(todo), len(coordinator_errors),
+        )
+        assemble = _Assembler(out_dir, settings)
+        counts = assemble(done, coordinator_errors)
+        failed = frames = 0
+        description = ""
+        if todo:
+            executor = _make_executor(options)
+            description = executor.description
+            logger.info("analysing %d stud(ies) on %s", len(todo), description)
+            progress = BatchProgress(sum(t.frames for t in todo), len(todo), bar=options.progress_bar)
+            progress.errors = len(coordinator_errors)
+            cancel = True
+            try:
+                for task, outcome in executor.map_unordered(todo):
+                    if isinstance(outcome, VersionMismatchError):
+                        raise UsageError(str(outcome))
+                    if isinstance(outcome, StudyOutcome):
+                        done[task.study_uid] = record_path(out_dir, task.study_uid)
+                        frames += outcome.frames
+                        progress.advance(frames=task.frames, errors=outcome.error_rows)
+                    else:
+                        failed += 1
+                        rows = _failed_study_rows(task, outcome)  # type: ignore[arg-type]
+                        coordinator_errors.extend(rows)
+                        logger.error("study %s failed: %s", task.study_uid, rows[0].reason if rows else outcome)
+                        progress.advance(frames=task.frames, errors=len(rows))
+                    if assemble.due():
+                        counts = assemble(done, coordinator_errors)
+                cancel = False
+            finally:
+                executor.close(cancel=cancel)
+                progress.close()
+                counts = assemble(done, coordinator_errors)
+    return BatchResult(
+        studies=len(tasks),
+        studies_skipped=skipped,
+        studies_analysed=len(todo) - failed,
+        studies_failed=failed,
+        frames_analysed=frames,
+        inputs=n_inputs,
+        tables=counts,
+        seconds=time.monotonic() - started,
+        executor=description,
+    )
