@@ -65,7 +65,7 @@ def _muscle_cine() -> pydicom.Dataset:
 
 def make_cohort(folder: Path, n_frames: int) -> int:
     """Write cines until ``n_frames`` frames; return the number of files (reused when already there)."""
-    stamp = folder / "COHORT.json"
+    stamp = folder / ".cohort.json"  # hidden: mskus batch skips it
     if stamp.is_file() and json.loads(stamp.read_text()).get("frames") == n_frames:
         return int(json.loads(stamp.read_text())["files"])
     shutil.rmtree(folder, ignore_errors=True)

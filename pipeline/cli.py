@@ -90,6 +90,18 @@ def _add_batch(subparsers: argparse._SubParsersAction) -> None:
     )
 
 
+def _add_review(subparsers: argparse._SubParsersAction) -> None:
+    from pipeline.commands import review
+
+    review.configure_parser(
+        subparsers.add_parser(
+            "review",
+            help="QA review web page: accept or reject measurements, sign off a verified SR",
+            description="Serve the QA review web page on 127.0.0.1 for a node archive or a batch/analyze output folder.",
+        )
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full ``mskus`` argument parser."""
     parser = _Parser(
@@ -103,6 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sr(subparsers)
     _add_node(subparsers)
     _add_batch(subparsers)
+    _add_review(subparsers)
     return parser
 
 

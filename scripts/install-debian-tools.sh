@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install the Debian tools the tests use as real peers (DCMTK, Orthanc, dicom3tools)
+# Install the Debian tools the tests use as real peers (DCMTK, Orthanc, dicom3tools, and
+# Chromium, the headless browser of the QA review page test)
 # when they are missing and we are root. When they cannot be installed, say so:
 # the tests that need them then fail naming the missing package.
 set -u
@@ -7,6 +8,7 @@ missing=()
 command -v storescu >/dev/null 2>&1 || missing+=(dcmtk)
 command -v Orthanc >/dev/null 2>&1 || [ -x /usr/sbin/Orthanc ] || missing+=(orthanc)
 command -v dciodvfy >/dev/null 2>&1 || missing+=(dicom3tools)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
 fi

@@ -376,6 +376,44 @@ def test_sigkill_mid_run_then_rerun_gives_complete_tables(local_run, cohort, tmp
     assert len(list(killed_out.glob("*.dcm"))) == len(cohort.studies)
 
 
+def test_ctrl_c_stops_cleanly_and_keeps_finished_studies(tmp_path, monkeypatch):
+    """KeyboardInterrupt (Ctrl-C, or SIGTERM via the CLI) after two studies: tables hold exactly those two."""
+    import pipeline.batch.runner as runner
+    from pipeline.batch.study import process_study
+
+    root = tmp_path / "in"
+    templates = _templates()
+    for s in range(4):
+        _write_copy(copy.deepcopy(templates["04_muscle_mono"]), root / f"S{s}" / "IM_1.dcm", 200 + s, 1)
+    closed = []
+
+    class InterruptedAfterTwo:
+        description = "in-process"
+        max_in_flight = 1
+
+        def map_unordered(self, tasks):
+            for i, task in enumerate(tasks):
+                if i == 2:
+                    raise KeyboardInterrupt
+                yield task, process_study(task)
+
+        def close(self, *, cancel=False):
+            closed.append(cancel)
+
+    monkeypatch.setattr(runner, "_make_executor", lambda options: InterruptedAfterTwo())
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        run_batch(BatchOptions(root, out, overlays=False, progress_bar=False))
+    assert closed == [True]
+    rows = read_csv(out / "measurements.csv")
+    assert len({r["study_uid"] for r in rows}) == 2
+    assert len(list(out.glob("*.dcm"))) == 2
+    monkeypatch.undo()
+    result = run_batch(BatchOptions(root, out, workers=1, overlays=False, progress_bar=False))
+    assert (result.studies_skipped, result.studies_analysed) == (2, 2)
+    assert len({r["study_uid"] for r in read_csv(out / "measurements.csv")}) == 4
+
+
 # --------------------------------------------------------------------------------------
 # Resume rules, on a small folder
 # --------------------------------------------------------------------------------------

@@ -181,7 +181,7 @@ class DaskExecutor:
         from distributed import as_completed
 
         source = iter(tasks)
-        completed = as_completed()
+        completed = as_completed(loop=self._client.loop)
 
         def submit_more() -> None:
             while len(self._pending) < self.max_in_flight:

@@ -126,7 +126,13 @@ def _context(header: Dataset) -> ImageContext:
 
 
 def _analyse_image(image: UltrasoundImage, task: StudyTask, parts: _StudyParts, rel: str) -> ImageResult:
-    """:func:`pipeline.analysis.analyze_image`, frame by frame, drawing each overlay on the way."""
+    """:func:`pipeline.analysis.analyze_image`, drawing each overlay on the way and slimming each frame.
+
+    Same protocol choice, laterality and error handling as ``analyze_image``;
+    the loop is written out here (rather than ``on_frame=``) so that each
+    frame's full-size muscle ROI mask is dropped as soon as its overlay is
+    drawn: a 1,000-frame muscle cine would otherwise hold ~0.5 GB of masks.
+    """
     settings = task.settings
     common = dict(
         source_file=rel,

@@ -1,0 +1,230 @@
+"""The reviewable measurements of an SR document, with stable ids.
+
+A measurement is one NUM content item inside a Measurement Group (DCM
+125007). Its id is ``g<group>.m<measurement>`` (1-based, document order),
+found by walking the content tree exactly as
+:func:`pipeline.sr.reader.read_measurement_report` does, so the ids match
+the reader's groups and measurements one to one (checked: a document where
+they do not is refused). The same walk gives the dataset items themselves,
+which :mod:`qa_review.verified` removes when a measurement is rejected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, MutableSequence
+from dataclasses import dataclass
+
+from pydicom.dataset import Dataset
+
+from pipeline.sr.reader import (
+    CodedValue,
+    ImageReference,
+    MeasurementGroup,
+    MeasurementReport,
+    NumericMeasurement,
+    read_measurement_report,
+)
+from qa_review.model import Overlay, ReviewItem
+
+__all__ = [
+    "GroupSlot",
+    "ReviewableReport",
+    "UnreviewableReportError",
+    "frame_of",
+    "group_overlays",
+    "reviewable_report",
+]
+
+_MEASUREMENT_GROUP = ("DCM", "125007")
+_IMAGE_LIBRARY = ("DCM", "111028")
+_NERVE = ("SCT", "91728009")
+
+
+class UnreviewableReportError(ValueError):
+    """The SR's measurements cannot be identified reliably (the message says why)."""
+
+
+@dataclass(frozen=True)
+class GroupSlot:
+    """Where one measurement group and its NUM items sit in the dataset.
+
+    Attributes
+    ----------
+    parent : MutableSequence of Dataset
+        The Content Sequence holding the group container.
+    group : Dataset
+        The group container item.
+    measurements : tuple of (MutableSequence, Dataset)
+        For each NUM item of the group, in reader order: the Content
+        Sequence holding it and the item.
+    """
+
+    parent: MutableSequence[Dataset]
+    group: Dataset
+    measurements: tuple[tuple[MutableSequence[Dataset], Dataset], ...]
+
+
+@dataclass(frozen=True)
+class ReviewableReport:
+    """An SR document read for review.
+
+    Attributes
+    ----------
+    dataset : Dataset
+        The document (items in ``slots`` point into it).
+    report : MeasurementReport
+        What :func:`read_measurement_report` reads from it.
+    slots : tuple of GroupSlot
+        One per ``report.groups`` entry, same order.
+    items : tuple of ReviewItem
+        Every reviewable measurement, document order.
+    """
+
+    dataset: Dataset
+    report: MeasurementReport
+    slots: tuple[GroupSlot, ...]
+    items: tuple[ReviewItem, ...]
+
+    def item(self, item_id: str) -> ReviewItem | None:
+        return next((i for i in self.items if i.id == item_id), None)
+
+    def location(self, item_id: str) -> tuple[int, int]:
+        """0-based (group, measurement) indices of an id of this report.
+
+        Raises
+        ------
+        KeyError
+            ``item_id`` is not a measurement of this report.
+        """
+        if self.item(item_id) is None:
+            raise KeyError(item_id)
+        group, measurement = item_id[1:].split(".m")
+        return int(group) - 1, int(measurement) - 1
+
+
+def _key(item: Dataset) -> tuple[str, str] | None:
+    seq = item.get("ConceptNameCodeSequence")
+    if not seq:
+        return None
+    code = seq[0]
+    value = code.get("CodeValue") or code.get("LongCodeValue") or code.get("URNCodeValue") or ""
+    return CodedValue(str(value), str(code.get("CodingSchemeDesignator", "") or ""), "").key
+
+
+def _vt(item: Dataset) -> str:
+    return str(item.get("ValueType", "") or "")
+
+
+def _children(item: Dataset) -> MutableSequence[Dataset]:
+    return item.get("ContentSequence") or []
+
+
+def _groups(items: MutableSequence[Dataset], in_library: bool = False) -> Iterator[tuple[MutableSequence[Dataset], Dataset]]:
+    """Measurement group containers in the order the reader's walker finds them."""
+    for item in items:
+        vt, key = _vt(item), _key(item)
+        if vt == "CONTAINER" and key == _MEASUREMENT_GROUP:
+            yield items, item
+            continue
+        if vt == "CONTAINER" or (in_library and vt != "IMAGE"):
+            yield from _groups(_children(item), in_library or key == _IMAGE_LIBRARY)
+
+
+def _numbers(items: MutableSequence[Dataset]) -> Iterator[tuple[MutableSequence[Dataset], Dataset]]:
+    """NUM items of a group in the reader's order (plain sub-containers flattened)."""
+    for item in items:
+        if _vt(item) == "NUM" and _key(item) is not None:
+            yield items, item
+        if _vt(item) == "CONTAINER" and _key(item) != _MEASUREMENT_GROUP:
+            yield from _numbers(_children(item))
+
+
+def _image_of(group: MeasurementGroup, measurement: NumericMeasurement | None) -> ImageReference | None:
+    refs: list[ImageReference] = []
+    if measurement is not None:
+        refs.extend(measurement.images)
+        refs.extend(c.image for c in measurement.coordinates if c.image is not None)
+    refs.extend(group.images)
+    return refs[0] if refs else None
+
+
+def frame_of(ref: ImageReference | None) -> tuple[str, int]:
+    """(SOP Instance UID, 1-based frame) of an image reference (frame 1 when none is named)."""
+    if ref is None:
+        return "", 1
+    return ref.sop_instance_uid, (ref.frame_numbers[0] if ref.frame_numbers else 1)
+
+
+def _review_item(gi: int, mi: int, group: MeasurementGroup, m: NumericMeasurement) -> ReviewItem:
+    site = group.finding_sites[0] if group.finding_sites else None
+    if site is None and m.finding_sites:
+        site = m.finding_sites[0]
+    sop, frame = frame_of(_image_of(group, m))
+    return ReviewItem(
+        id=f"g{gi + 1}.m{mi + 1}",
+        group=group.tracking_identifier or group.tracking_uid or f"group {gi + 1}",
+        tracking_uid=group.tracking_uid or "",
+        name=m.label,
+        value=m.value,
+        unit=m.unit.value if m.unit is not None else "",
+        finding=str(group.finding) if group.finding is not None else "",
+        site=str(site.site) if site is not None else "",
+        laterality=str(site.laterality) if site is not None and site.laterality is not None else "",
+        sop_instance_uid=sop,
+        frame_number=frame,
+    )
+
+
+def group_overlays(group: MeasurementGroup, label: str = "") -> tuple[Overlay, ...]:
+    """The 2D regions of a group as overlays to draw."""
+    out = []
+    nerve = group.finding is not None and group.finding.key == _NERVE
+    for region in group.regions:
+        if region.is_3d or not region.points:
+            continue
+        points = tuple((float(p[0]), float(p[1])) for p in region.points)
+        kind = region.graphic_type.upper()
+        if kind in ("POLYLINE", "POLYGON"):
+            closed = kind == "POLYGON" or (len(points) > 2 and points[0] == points[-1])
+            if closed:
+                kind_name = "contour" if nerve else "roi"
+            else:
+                kind_name = "caliper" if len(points) == 2 else "line"
+        elif kind in ("POINT", "MULTIPOINT"):
+            kind_name = "point"
+        elif kind in ("ELLIPSE", "CIRCLE"):
+            kind_name = "ellipse"
+        else:
+            continue
+        out.append(Overlay(kind=kind_name, points=points, label=label))
+    return tuple(out)
+
+
+def reviewable_report(dataset: Dataset) -> ReviewableReport:
+    """Read an SR document for review: the reader's view plus the dataset slots and ids.
+
+    Raises
+    ------
+    pipeline.sr.reader.NotStructuredReportError
+        Not an SR document.
+    UnreviewableReportError
+        The walk over the dataset disagrees with the reader (a layout this
+        module does not handle): refusing is safer than removing the wrong item.
+    """
+    report = read_measurement_report(dataset)
+    found = list(_groups(_children(dataset)))
+    if len(found) != len(report.groups):
+        raise UnreviewableReportError(
+            f"found {len(found)} measurement group(s) but the reader sees {len(report.groups)}"
+        )
+    slots: list[GroupSlot] = []
+    items: list[ReviewItem] = []
+    for gi, ((parent, group_item), group) in enumerate(zip(found, report.groups, strict=True)):
+        numbers = tuple(_numbers(_children(group_item)))
+        if len(numbers) != len(group.measurements):
+            raise UnreviewableReportError(
+                f"group {gi + 1}: found {len(numbers)} NUM item(s) but the reader sees {len(group.measurements)}"
+            )
+        slots.append(GroupSlot(parent=parent, group=group_item, measurements=numbers))
+        items.extend(_review_item(gi, mi, group, m) for mi, m in enumerate(group.measurements))
+    return ReviewableReport(dataset=dataset, report=report, slots=tuple(slots), items=tuple(items))

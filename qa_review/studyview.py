@@ -1,0 +1,157 @@
+"""One study's page model, built from its automated SR and whatever else is known.
+
+Shared by both places results live (:mod:`qa_review.outdir`,
+:mod:`qa_review.archive`): they supply the SR and a function giving the
+non-SR facts of a frame; this module groups the measurements by source
+frame, pairs them with the regions to draw and merges the facts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from pydicom.dataset import Dataset
+
+from pipeline.sr.reader import MeasurementGroup, MeasurementReport
+from qa_review.items import ReviewableReport, frame_of, group_overlays
+from qa_review.model import FrameInfo, FrameView, Overlay, ReviewItem, StudyStatus, StudySummary, VerifiedReport
+
+__all__ = ["frame_views", "merge_info", "protocols_of", "study_summary", "verified_report"]
+
+_PROTOCOL_OF_FINDING = {("SCT", "91728009"): "nerve", ("SCT", "127954009"): "muscle"}
+
+
+def protocols_of(report: MeasurementReport, extra: Sequence[str] = ()) -> tuple[str, ...]:
+    """Protocols of a study from its groups' findings (nerve, muscle) plus ``extra``."""
+    found: list[str] = []
+    for group in report.groups:
+        name = _PROTOCOL_OF_FINDING.get(group.finding.key) if group.finding is not None else None
+        if name and name not in found:
+            found.append(name)
+    for name in extra:
+        if name and name not in found:
+            found.append(name)
+    return tuple(found)
+
+
+def study_summary(
+    study_uid: str,
+    status: StudyStatus,
+    reviewable: ReviewableReport | None,
+    *,
+    extra_protocols: Sequence[str] = (),
+    detail: str = "",
+    header: Dataset | None = None,
+) -> StudySummary:
+    """The list row of a study (``reviewable`` is its automated SR, if any)."""
+    source = reviewable.dataset if reviewable is not None else header
+    return StudySummary(
+        study_uid=study_uid,
+        status=status,
+        study_date=str(source.get("StudyDate", "") or "") if source is not None else "",
+        protocols=protocols_of(reviewable.report, extra_protocols) if reviewable is not None else tuple(extra_protocols),
+        patient_id=str(source.get("PatientID", "") or "") if source is not None else "",
+        study_description=str(source.get("StudyDescription", "") or "") if source is not None else "",
+        measurements=len(reviewable.items) if reviewable is not None else 0,
+        automated_sr_uid=str(reviewable.dataset.SOPInstanceUID) if reviewable is not None else "",
+        detail=detail,
+    )
+
+
+def verified_report(dataset: Dataset, path: str, delivery: str = "") -> VerifiedReport:
+    """What the study page says about a verified SR already written."""
+    observer = (dataset.get("VerifyingObserverSequence") or [Dataset()])[0]
+    when = str(observer.get("VerificationDateTime", "") or "")
+    shown = f"{when[:4]}-{when[4:6]}-{when[6:8]} {when[8:10]}:{when[10:12]}" if len(when) >= 12 else when
+    predecessors = tuple(
+        str(sop.ReferencedSOPInstanceUID)
+        for study in dataset.get("PredecessorDocumentsSequence") or []
+        for series in study.get("ReferencedSeriesSequence") or []
+        for sop in series.get("ReferencedSOPSequence") or []
+    )
+    return VerifiedReport(
+        sop_instance_uid=str(dataset.SOPInstanceUID),
+        reviewer=str(observer.get("VerifyingObserverName", "") or ""),
+        organisation=str(observer.get("VerifyingOrganization", "") or ""),
+        verified_at=shown,
+        predecessors=predecessors,
+        path=path,
+        delivery=delivery,
+    )
+
+
+def merge_info(*infos: FrameInfo | None, laterality: str = "") -> FrameInfo:
+    """The first non-empty value of each field over ``infos``; flags from all of them."""
+    present = [i for i in infos if i is not None]
+    merged = FrameInfo()
+    for field_name in ("source_file", "series_description", "laterality", "mm_per_px", "calibration", "confidence"):
+        value = next((getattr(i, field_name) for i in present if getattr(i, field_name) not in (None, "")), None)
+        if value is not None:
+            merged = replace(merged, **{field_name: value})
+    if laterality:
+        merged = replace(merged, laterality=laterality)
+    flags: list[str] = []
+    for info in present:
+        flags.extend(f for f in info.flags if f not in flags)
+    return replace(merged, flags=tuple(flags))
+
+
+def _label(group: MeasurementGroup, items: Sequence[ReviewItem]) -> str:
+    if not items or items[0].value is None:
+        return ""
+    first = items[0]
+    return f"{first.name} {first.value_text} {first.unit if first.unit != '1' else ''}".strip()
+
+
+def frame_views(
+    reviewable: ReviewableReport,
+    info_for: Callable[[str, int], FrameInfo],
+) -> tuple[FrameView, ...]:
+    """The study's frames, in document order, each with its measurements, regions and facts.
+
+    Parameters
+    ----------
+    reviewable : ReviewableReport
+        The automated SR.
+    info_for : callable (SOP Instance UID, frame number) -> FrameInfo
+        Facts from outside the SR (tables, source header).
+    """
+    order: list[tuple[str, int]] = []
+    items: dict[tuple[str, int], list[ReviewItem]] = {}
+    overlays: dict[tuple[str, int], list[Overlay]] = {}
+    notes: dict[tuple[str, int], list[str]] = {}
+    sides: dict[tuple[str, int], str] = {}
+    for index, group in enumerate(reviewable.report.groups):
+        refs = group.images
+        key = frame_of(refs[0] if refs else None)
+        if key not in items:
+            order.append(key)
+            items[key], overlays[key], notes[key] = [], [], []
+        own = [i for i in reviewable.items if i.id.startswith(f"g{index + 1}.")]
+        items[key].extend(own)
+        overlays[key].extend(group_overlays(group, _label(group, own)))
+        for evaluation in group.evaluations:
+            if evaluation.value and evaluation.value not in notes[key]:
+                notes[key].append(evaluation.value)
+        site = group.finding_sites[0] if group.finding_sites else None
+        if site is not None and site.laterality is not None:
+            sides.setdefault(key, str(site.laterality))
+    views = []
+    for key in order:
+        sop, frame = key
+        info = merge_info(info_for(sop, frame), laterality=sides.get(key, ""))
+        name = Path(info.source_file).name if info.source_file else sop
+        views.append(
+            FrameView(
+                sop_instance_uid=sop,
+                frame_number=frame,
+                label=f"{name}, frame {frame}",
+                items=tuple(items[key]),
+                overlays=tuple(overlays[key]),
+                info=info,
+                notes=tuple(notes[key]),
+            )
+        )
+    return tuple(views)

@@ -1,0 +1,253 @@
+"""Score nerve segmenters on the annotated real scans (usgra-seg-train); no torch needed.
+
+Data: ``../shared/data/real/usgra-seg-train/`` (CC-BY-4.0, tmkand/usgra-seg
+2025): B-mode crops with palette masks, 0 background, 1 nerve (several
+components possible), 2 blood vessel. No pixel size is known, so everything
+is in pixels.
+
+Figures (per segmenter, through its ``segment()`` on the whole image):
+
+- ``hit_rate``: share of true nerve regions (connected components of at least
+  ``MIN_TRUE_AREA_FRACTION`` of the image) that some reported nerve overlaps
+  with Dice >= 0.3.
+- ``image_hit_rate``: share of images whose first (best) reported nerve is
+  such a hit; comparable for segmenters that report one nerve per frame.
+- ``dice_on_hits``: mean Dice of each hit region with its best-matching
+  reported nerve.
+- ``area_error_px``: reported minus true area (pixels) on hits: median of the
+  absolute error, mean signed error, median absolute relative error.
+- ``vessel_fp_rate``: share of reported nerves that lie on a vessel (more
+  of the contour's pixels on vessel than on nerve, and at least 20 % of them
+  on vessel); ``images_with_vessel_fp``: images with at least one.
+- ``precision``: share of reported nerves that hit a true nerve region.
+- ``nerve_dice``: pixel Dice of the union of the reported nerves with the
+  true nerve mask, averaged over images (0 for an image with nothing
+  reported); the figure recorded next to the model.
+- ``ms_per_frame``: median wall time of ``segment()`` with
+  ``cv2.setNumThreads(1)``.
+
+Usage::
+
+    .venv/bin/python -m training.evaluate_nerve [--segmenters learned auto classical] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from pipeline.calibration import PixelBox  # noqa: E402
+from pipeline.measurements.nerve import contour_mask  # noqa: E402
+
+USGRA = REPO.parent / "shared" / "data" / "real" / "usgra-seg-train"
+MIN_TRUE_AREA_FRACTION = 0.001
+HIT_DICE = 0.3
+#: Nominal pixel size for the classical segmenter's size priors on these PNGs
+#: (as in benchmarks/accuracy.py); the learned segmenter needs none.
+CLASSICAL_NOMINAL_MM_PER_PX = 0.07
+
+
+def load_example(name: str, folder: Path = USGRA) -> tuple[np.ndarray, np.ndarray]:
+    """Gray image and label image (0 bg, 1 nerve, 2 vessel) of one file."""
+    gray = cv2.imread(str(folder / "images" / name), cv2.IMREAD_GRAYSCALE)
+    if gray is None:
+        raise FileNotFoundError(folder / "images" / name)
+    # Palette PNG: the indices are the labels (OpenCV would expand the palette).
+    labels = np.asarray(Image.open(folder / "masks" / name)).astype(np.uint8)
+    return gray, labels
+
+
+def all_names(folder: Path = USGRA) -> list[str]:
+    return sorted(p.name for p in (folder / "images").glob("*.png") if (folder / "masks" / p.name).exists())
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    total = int(a.sum()) + int(b.sum())
+    return 2.0 * int((a & b).sum()) / total if total else 0.0
+
+
+def true_nerve_regions(labels: np.ndarray) -> list[np.ndarray]:
+    min_area = MIN_TRUE_AREA_FRACTION * labels.size
+    count, comp, stats, _ = cv2.connectedComponentsWithStats((labels == 1).astype(np.uint8), connectivity=8)
+    return [comp == k for k in range(1, count) if stats[k, cv2.CC_STAT_AREA] >= min_area]
+
+
+def score_image(pred_masks: Sequence[np.ndarray], labels: np.ndarray) -> dict[str, Any]:
+    """Per-image figures for predicted nerve masks (best first) against a label image."""
+    truths = true_nerve_regions(labels)
+    nerve = labels == 1
+    vessel = labels == 2
+    hits = []
+    for t in truths:
+        dices = [_dice(p, t) for p in pred_masks]
+        best = int(np.argmax(dices)) if dices else -1
+        if best >= 0 and dices[best] >= HIT_DICE:
+            pred_area = float(pred_masks[best].sum())
+            true_area = float(t.sum())
+            hits.append({"dice": dices[best], "pred_area": pred_area, "true_area": true_area})
+    matched_preds = 0
+    vessel_fps = 0
+    for p in pred_masks:
+        if any(_dice(p, t) >= HIT_DICE for t in truths):
+            matched_preds += 1
+        on_vessel = int((p & vessel).sum())
+        on_nerve = int((p & nerve).sum())
+        if on_vessel > on_nerve and on_vessel >= 0.2 * max(int(p.sum()), 1):
+            vessel_fps += 1
+    first_hit = bool(pred_masks) and any(_dice(pred_masks[0], t) >= HIT_DICE for t in truths)
+    union = np.zeros_like(nerve)
+    for p in pred_masks:
+        union |= p
+    return {
+        "true_regions": len(truths),
+        "reported": len(pred_masks),
+        "hits": hits,
+        "matched_reports": matched_preds,
+        "vessel_fp": vessel_fps,
+        "first_hit": first_hit,
+        "nerve_dice": _dice(union, nerve) if nerve.any() or union.any() else 1.0,
+    }
+
+
+def summarize(rows: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    rows = list(rows)
+    n_true = sum(r["true_regions"] for r in rows)
+    hits = [h for r in rows for h in r["hits"]]
+    reported = sum(r["reported"] for r in rows)
+    err = np.array([h["pred_area"] - h["true_area"] for h in hits], dtype=float)
+    rel = np.array([(h["pred_area"] - h["true_area"]) / h["true_area"] for h in hits], dtype=float)
+    times = [r["ms"] for r in rows if "ms" in r]
+    return {
+        "images": len(rows),
+        "true_nerve_regions": n_true,
+        "reported_nerves": reported,
+        "hit_rate": len(hits) / n_true if n_true else None,
+        "image_hit_rate": float(np.mean([r["first_hit"] for r in rows])) if rows else None,
+        "dice_on_hits": float(np.mean([h["dice"] for h in hits])) if hits else None,
+        "dice_on_hits_median": float(np.median([h["dice"] for h in hits])) if hits else None,
+        "area_error_px": {
+            "median_abs": float(np.median(np.abs(err))) if hits else None,
+            "mean_signed": float(np.mean(err)) if hits else None,
+            "median_abs_relative": float(np.median(np.abs(rel))) if hits else None,
+            "mean_signed_relative": float(np.mean(rel)) if hits else None,
+        },
+        "precision": sum(r["matched_reports"] for r in rows) / reported if reported else None,
+        "vessel_fp_rate": sum(r["vessel_fp"] for r in rows) / reported if reported else 0.0,
+        "vessel_fp": sum(r["vessel_fp"] for r in rows),
+        "images_with_vessel_fp": sum(1 for r in rows if r["vessel_fp"]),
+        "nerve_dice": float(np.mean([r["nerve_dice"] for r in rows])) if rows else None,
+        "ms_per_frame": float(np.median(times)) if times else None,
+    }
+
+
+def evaluate(
+    segmenter: Any,
+    names: Sequence[str],
+    *,
+    mm_per_px: float | None = None,
+    folder: Path = USGRA,
+    single_thread: bool = True,
+) -> dict[str, Any]:
+    """Run ``segmenter.segment`` on each image (whole image as the tissue region) and score it."""
+    threads = cv2.getNumThreads()
+    if single_thread:
+        cv2.setNumThreads(1)
+    rows = []
+    try:
+        for name in names:
+            gray, labels = load_example(name, folder)
+            box = PixelBox(0, 0, gray.shape[1] - 1, gray.shape[0] - 1)
+            t0 = time.perf_counter()
+            found = segmenter.segment(gray, box, mm_per_px=mm_per_px)
+            ms = 1000.0 * (time.perf_counter() - t0)
+            masks = [contour_mask(s.contour_px, gray.shape) for s in found]
+            row = score_image(masks, labels)
+            row.update(file=name, ms=ms)
+            rows.append(row)
+    finally:
+        cv2.setNumThreads(threads)
+    summary = summarize(rows)
+    summary["per_image"] = [
+        {
+            "file": r["file"],
+            "true_regions": r["true_regions"],
+            "reported": r["reported"],
+            "hits": len(r["hits"]),
+            "dice": [round(h["dice"], 4) for h in r["hits"]],
+            "vessel_fp": r["vessel_fp"],
+            "nerve_dice": round(r["nerve_dice"], 4),
+        }
+        for r in rows
+    ]
+    return summary
+
+
+def make(kind: str, model: Path | None = None) -> tuple[Any, float | None]:
+    """A segmenter by kind and the mm/px it is given on these uncalibrated PNGs."""
+    from pipeline.segmentation.classical_nerve import ClassicalNerveSegmenter
+    from pipeline.segmentation.learned_nerve import DEFAULT_MODEL_PATH, AutoNerveSegmenter, LearnedNerveSegmenter
+
+    if kind == "classical":
+        return ClassicalNerveSegmenter(), CLASSICAL_NOMINAL_MM_PER_PX
+    if kind == "learned":
+        return LearnedNerveSegmenter(model or DEFAULT_MODEL_PATH), None
+    if kind == "auto":
+        return AutoNerveSegmenter(model or DEFAULT_MODEL_PATH), None
+    raise ValueError(f"unknown segmenter {kind!r}")
+
+
+def validation_names(model: Path | None = None) -> list[str]:
+    """The fixed validation split recorded next to the model."""
+    from pipeline.segmentation.learned_nerve import DEFAULT_MODEL_PATH, metadata_path
+
+    meta = json.loads(metadata_path(model or DEFAULT_MODEL_PATH).read_text())
+    return list(meta["split"]["validation"])
+
+
+def format_row(kind: str, s: dict[str, Any]) -> str:
+    def f(v: Any, p: str = "{:.3f}") -> str:
+        return "n/a" if v is None else p.format(v)
+
+    return (
+        f"{kind:10s} hit {f(s['hit_rate'], '{:.1%}'):>6s}  image-hit {f(s['image_hit_rate'], '{:.1%}'):>6s}  "
+        f"Dice(hits) {f(s['dice_on_hits'])}  nerve Dice {f(s['nerve_dice'])}  "
+        f"|area err| med {f(s['area_error_px']['median_abs'], '{:.0f}')} px "
+        f"({f(s['area_error_px']['median_abs_relative'], '{:.1%}')})  "
+        f"precision {f(s['precision'], '{:.1%}')}  vessel FP {s['vessel_fp']}/{s['reported_nerves']} "
+        f"({f(s['vessel_fp_rate'], '{:.1%}')})  {f(s['ms_per_frame'], '{:.1f}')} ms/frame"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--segmenters", nargs="+", default=["learned", "auto", "classical"])
+    parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--all", action="store_true", help="all 204 images instead of the validation split")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args(argv)
+    names = all_names() if args.all else validation_names(args.model)
+    report = {}
+    for kind in args.segmenters:
+        segmenter, scale = make(kind, args.model)
+        report[kind] = evaluate(segmenter, names, mm_per_px=scale)
+        print(format_row(kind, report[kind]), flush=True)
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,344 @@
+"""Train the learned nerve segmenter and export it for OpenCV DNN.
+
+Reproducible: every random draw comes from ``--seed`` (and the fixed split
+seed in :mod:`training.data`); the script prints the split, the training
+loss per epoch and the validation figures. Runs on the CPU (bfloat16
+autocast where the CPU supports it) and uses a GPU when one is there.
+
+Data:
+- the real annotated scans ``../shared/data/real/usgra-seg-train`` (204
+  images; CC-BY-4.0, tmkand/usgra-seg 2025): a fixed validation split of 40
+  images (seeded permutation, :func:`training.data.split_names`) is never
+  trained on; the other 164 are;
+- synthetic short-axis nerves with vessels from ``sample_data/generate.py``.
+
+Outputs (``--out-dir``, default ``models/``):
+- ``nerve_unet.onnx``: the network (opset 17, fixed input 1x1xSxS, logits 1x3xSxS);
+- ``nerve_unet.json``: input size and normalisation, SHA-256, split, training
+  settings and time, and the validation figures computed with the OpenCV
+  inference code of :mod:`pipeline.segmentation.learned_nerve` (learned,
+  auto and classical side by side);
+- ``MODEL_CARD.md``.
+
+Usage::
+
+    .venv/bin/pip install -e '.[train]'
+    nohup .venv/bin/python training/train_nerve_segmenter.py > training/train.log 2>&1 &
+
+Needs the ``train`` extra (torch, onnx); nothing here is needed at run time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import torch  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
+
+from pipeline.segmentation.learned_nerve import (  # noqa: E402
+    CLASSES,
+    AutoNerveSegmenter,
+    LearnedNerveSegmenter,
+    NerveNet,
+    file_sha256,
+    letterbox,
+    metadata_path,
+    normalize_input,
+)
+from training import evaluate_nerve  # noqa: E402
+from training.data import SPLIT_SEED, Example, augment, load_real, split_names, synthetic_examples  # noqa: E402
+from training.model import UNet, count_parameters  # noqa: E402
+
+MODEL_NAME = "nerve_unet"
+MODEL_VERSION = "1.0"
+OPSET = 17
+ATTRIBUTION = (
+    "usgra-seg (tmkand, 2025), CC-BY-4.0: 204 B-mode crops of the brachial plexus, elbow, femoral and "
+    "popliteal sciatic nerves (Mindray TE7, L14-6Ns), nerve and vessel masks"
+)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--size", type=int, default=192, help="network input size (multiple of 16)")
+    p.add_argument("--widths", default="12,24,48,96,192", help="channels per U-Net level")
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--synthetic", type=int, default=120, help="synthetic scenes rendered once")
+    p.add_argument("--synthetic-per-epoch", type=int, default=48)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--bf16", choices=["auto", "on", "off"], default="auto", help="bfloat16 autocast")
+    p.add_argument("--out-dir", type=Path, default=REPO / "models")
+    p.add_argument("--eval-every", type=int, default=10)
+    p.add_argument("--skip-final-eval", action="store_true")
+    return p.parse_args(argv)
+
+
+def seed_everything(seed: int) -> None:
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+
+def to_input(img: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    return normalize_input(img, valid)
+
+
+def batch_tensors(examples: list[Example], size: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    xs, ys = [], []
+    for ex in examples:
+        img, lab, valid = augment(ex, size, rng)
+        xs.append(to_input(img, valid))
+        ys.append(lab)
+    x = torch.from_numpy(np.stack(xs)[:, None])
+    y = torch.from_numpy(np.stack(ys).astype(np.int64))
+    return x, y
+
+
+def dice_loss(logits: torch.Tensor, target: torch.Tensor, classes: tuple[int, ...] = (1, 2)) -> torch.Tensor:
+    prob = torch.softmax(logits, dim=1)
+    losses = []
+    for c in classes:
+        p = prob[:, c]
+        t = (target == c).float()
+        inter = (p * t).sum()
+        losses.append(1.0 - (2.0 * inter + 1.0) / (p.sum() + t.sum() + 1.0))
+    return torch.stack(losses).mean()
+
+
+def validation_input(ex: Example, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The runtime's view of a validation image: letterboxed, standardised; labels letterboxed too."""
+    square, box = letterbox(ex.image, size)
+    x = normalize_input(square, box.valid_mask())
+    lab = np.zeros((size, size), dtype=np.uint8)
+    lab[box.y0 : box.y0 + box.rows, box.x0 : box.x0 + box.cols] = cv2.resize(
+        ex.labels, (box.cols, box.rows), interpolation=cv2.INTER_NEAREST
+    )
+    return x, lab
+
+
+@torch.no_grad()
+def torch_validation(model: torch.nn.Module, val: list[Example], size: int, device: torch.device) -> dict[str, float]:
+    """Quick monitoring at network resolution (the reported figures come from OpenCV at full resolution)."""
+    model.eval()
+    dices = {1: [], 2: []}
+    for ex in val:
+        x, lab = validation_input(ex, size)
+        pred = model(torch.from_numpy(x[None, None]).to(device)).argmax(1)[0].cpu().numpy()
+        for c in (1, 2):
+            p, t = pred == c, lab == c
+            if t.any() or p.any():
+                dices[c].append(2.0 * (p & t).sum() / (p.sum() + t.sum()))
+    model.train()
+    return {"nerve_dice@S": float(np.mean(dices[1])), "vessel_dice@S": float(np.mean(dices[2]))}
+
+
+def export_onnx(model: torch.nn.Module, path: Path, size: int) -> None:
+    model = model.cpu().float().eval()
+    dummy = torch.zeros(1, 1, size, size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model,
+            (dummy,),
+            str(path),
+            opset_version=OPSET,
+            input_names=["image"],
+            output_names=["logits"],
+            do_constant_folding=True,
+            dynamo=False,
+        )
+
+
+def check_onnx(model: torch.nn.Module, path: Path, val: list[Example], size: int) -> float:
+    """Largest |logit| difference between torch and OpenCV DNN on a few validation images."""
+    net = cv2.dnn.readNetFromONNX(str(path))
+    worst = 0.0
+    model = model.cpu().float().eval()
+    for ex in val[:4]:
+        x, _ = validation_input(ex, size)
+        blob = x[None, None].astype(np.float32)
+        net.setInput(blob)
+        ocv = net.forward()
+        with torch.no_grad():
+            ref = model(torch.from_numpy(blob)).numpy()
+        worst = max(worst, float(np.abs(ocv - ref).max()))
+    return worst
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    started = time.time()
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(args.threads)
+    seed_everything(args.seed)
+    if args.device == "auto":
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    else:
+        device = torch.device(args.device)
+    if args.bf16 == "auto":
+        use_bf16 = device.type == "cuda" or (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    else:
+        use_bf16 = args.bf16 == "on"
+    widths = tuple(int(w) for w in args.widths.split(","))
+    if args.size % (2 ** (len(widths) - 1)):
+        raise SystemExit(f"--size must be a multiple of {2 ** (len(widths) - 1)}")
+    base = int(round(args.size * 1.4))
+
+    train_names, val_names = split_names()
+    print(f"split (seed {SPLIT_SEED}): {len(train_names)} train, {len(val_names)} validation")
+    print("validation files:", " ".join(val_names), flush=True)
+
+    t0 = time.time()
+    train_real = load_real(train_names, base)
+    val_real = load_real(val_names, base)
+    synthetic = synthetic_examples(args.synthetic, base, seed=args.seed + 1000)
+    data_s = time.time() - t0
+    print(f"data: {len(train_real)} real + {len(synthetic)} synthetic training images ({data_s:.0f} s)", flush=True)
+
+    model = UNet(widths).to(device)
+    if device.type == "cpu":
+        model = model.to(memory_format=torch.channels_last)
+    n_params = count_parameters(model)
+    print(f"model: U-Net widths {widths}, {n_params} parameters, input {args.size}x{args.size}, "
+          f"device {device}, bf16 {use_bf16}, threads {args.threads}", flush=True)
+    rng = np.random.default_rng(args.seed)
+    per_epoch = len(train_real) + args.synthetic_per_epoch
+    steps_per_epoch = math.ceil(per_epoch / args.batch)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.15
+    )
+    history = []
+    t_train = time.time()
+    for epoch in range(1, args.epochs + 1):
+        t_epoch = time.time()
+        pool = list(train_real) + [synthetic[i] for i in rng.choice(len(synthetic), args.synthetic_per_epoch, replace=False)]
+        order = rng.permutation(len(pool))
+        losses = []
+        for step in range(steps_per_epoch):
+            chunk = [pool[i] for i in order[step * args.batch : (step + 1) * args.batch]]
+            if len(chunk) < 2:
+                continue
+            x, y = batch_tensors(chunk, args.size, rng)
+            x, y = x.to(device), y.to(device)
+            if device.type == "cpu":
+                x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16):
+                logits = model(x)
+            logits = logits.float()
+            loss = F.cross_entropy(logits, y) + dice_loss(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            losses.append(float(loss))
+        entry = {"epoch": epoch, "loss": float(np.mean(losses)), "seconds": time.time() - t_epoch}
+        if epoch % args.eval_every == 0 or epoch == args.epochs:
+            entry.update(torch_validation(model, val_real, args.size, device))
+        history.append(entry)
+        extra = "  ".join(f"{k} {v:.3f}" for k, v in entry.items() if k.endswith("@S"))
+        print(f"epoch {epoch:3d}/{args.epochs}  loss {entry['loss']:.4f}  {entry['seconds']:.1f} s  {extra}", flush=True)
+    train_s = time.time() - t_train
+
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = args.out_dir / f"{MODEL_NAME}.onnx"
+    export_onnx(model, onnx_path, args.size)
+    worst = check_onnx(model, onnx_path, val_real, args.size)
+    sha = file_sha256(onnx_path)
+    print(f"exported {onnx_path} ({onnx_path.stat().st_size / 1e6:.2f} MB, sha256 {sha[:12]}); "
+          f"OpenCV vs torch max |logit diff| {worst:.2e}", flush=True)
+
+    meta = {
+        "model": onnx_path.name,
+        "model_version": MODEL_VERSION,
+        "sha256": sha,
+        "architecture": f"U-Net, {len(widths)} levels, widths {list(widths)}, 3x3 conv + BN (folded) + ReLU, "
+        "max-pool, bilinear upsampling, 1x1 head",
+        "parameters": n_params,
+        "onnx_opset": OPSET,
+        "input_size": args.size,
+        "input": "gray tissue region letterboxed (aspect kept, INTER_AREA, black padding) into SxS; "
+        "standardised with the mean and SD of the tissue pixels (/255, SD >= 0.02); padding = standardised black",
+        "output": "logits 1x3xSxS",
+        "classes": list(CLASSES),
+        "split": {
+            "seed": SPLIT_SEED,
+            "method": "numpy default_rng(seed).permutation of the sorted file names; first 40 = validation",
+            "train": train_names,
+            "validation": val_names,
+        },
+        "training": {
+            "seed": args.seed,
+            "epochs": args.epochs,
+            "batch": args.batch,
+            "optimizer": f"AdamW lr {args.lr} (one-cycle), weight decay {args.weight_decay}",
+            "loss": "cross-entropy + soft Dice (nerve, vessel)",
+            "real_images": len(train_real),
+            "synthetic_images": len(synthetic),
+            "synthetic_per_epoch": args.synthetic_per_epoch,
+            "augmentation": "scale 0.75-1.35, shift, rotation +-10 deg, left-right flip; gain 0.7-1.35, contrast "
+            "0.7-1.4, gamma 0.6-1.6, depth gain ramp +-17 %, speckle-like multiplicative noise, additive noise, "
+            "blur sigma 0.4-1.3 px or sharpening",
+            "device": str(device),
+            "bf16_autocast": use_bf16,
+            "threads": args.threads,
+            "cpu": platform.processor() or platform.machine(),
+            "torch": torch.__version__,
+            "data_seconds": round(data_s, 1),
+            "train_seconds": round(train_s, 1),
+            "history": history,
+            "final_model": "last epoch (no selection on the validation split)",
+        },
+        "data": ATTRIBUTION,
+        "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
+        "opencv_vs_torch_max_logit_diff": worst,
+    }
+    metadata_path(onnx_path).write_text(json.dumps(meta, indent=2) + "\n")
+
+    if not args.skip_final_eval:
+        net = NerveNet(onnx_path)
+        figures = {}
+        for kind, segmenter, scale in (
+            ("learned", LearnedNerveSegmenter(net), None),
+            ("auto", AutoNerveSegmenter(LearnedNerveSegmenter(net)), None),
+            ("classical", *evaluate_nerve.make("classical")),
+        ):
+            figures[kind] = evaluate_nerve.evaluate(segmenter, val_names, mm_per_px=scale)
+            print(evaluate_nerve.format_row(kind, figures[kind]), flush=True)
+        meta["validation"] = {
+            "note": "OpenCV DNN inference (pipeline.segmentation.learned_nerve), full resolution, "
+            "training/evaluate_nerve.py definitions; classical given a nominal 0.07 mm/px",
+            **{k: {kk: vv for kk, vv in v.items() if kk != "per_image"} for k, v in figures.items()},
+            "per_image": {k: v["per_image"] for k, v in figures.items()},
+        }
+        metadata_path(onnx_path).write_text(json.dumps(meta, indent=2) + "\n")
+    total = time.time() - started
+    meta["training"]["total_seconds"] = round(total, 1)
+    metadata_path(onnx_path).write_text(json.dumps(meta, indent=2) + "\n")
+    print(f"total {total / 60:.1f} min; wrote {metadata_path(onnx_path)}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
