@@ -8,9 +8,12 @@ it with each ``--workers`` count into a fresh output folder, as a separate
 process; the resident memory of the whole process tree (coordinator,
 forkserver and workers) is sampled every 0.2 s with psutil.
 
-Reported per run: wall time, frames/s, peak RSS of the tree (sum over the
-processes alive at the same moment) and of the largest single process; and
-the scaling ratio fps(N) / fps(1) against the target 0.8 x N.
+Reported per run: wall time, frames/s, CPU seconds of the whole tree
+(sampled with psutil) and the cores that made use of (CPU / wall: on a shared
+machine, fewer than the workers means other load took the rest), peak RSS of
+the tree (sum over the processes alive at the same moment) and of the largest
+single process; and the scaling ratio fps(N) / fps(1) against the target
+0.8 x N.
 
 Usage::
 
@@ -97,10 +100,12 @@ def run_once(data: Path, out: Path, workers: int, overlays: bool) -> dict[str, f
     command = [sys.executable, "-m", "pipeline", "batch", str(data), "--out", str(out), "--workers", str(workers), "--no-progress"]
     if not overlays:
         command.append("--no-overlays")
+    load_before = os.getloadavg()[0]
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     root = psutil.Process(process.pid)
     peak_tree = peak_single = 0
+    cpu_seen: dict[int, float] = {}  # last CPU seconds seen per process of the tree
     while process.poll() is None:
         try:
             members = [root, *root.children(recursive=True)]
@@ -109,7 +114,10 @@ def run_once(data: Path, out: Path, workers: int, overlays: bool) -> dict[str, f
         rss = []
         for member in members:
             try:
-                rss.append(member.memory_info().rss)
+                with member.oneshot():
+                    rss.append(member.memory_info().rss)
+                    times = member.cpu_times()
+                cpu_seen[member.pid] = times.user + times.system
             except psutil.NoSuchProcess:
                 pass
         peak_tree = max(peak_tree, sum(rss))
@@ -117,6 +125,8 @@ def run_once(data: Path, out: Path, workers: int, overlays: bool) -> dict[str, f
         time.sleep(0.2)
     output = process.communicate()[0]
     wall = time.perf_counter() - started
+    cpu = sum(cpu_seen.values())  # misses at most the last 0.2 s of each process
+    coordinator_cpu = cpu_seen.get(process.pid, 0.0)
     if process.returncode != 0:
         raise RuntimeError(f"mskus batch failed ({process.returncode}):\n{output}")
     rows = sum(1 for _ in open(out / "measurements.csv")) - 1
@@ -127,6 +137,11 @@ def run_once(data: Path, out: Path, workers: int, overlays: bool) -> dict[str, f
         "rows": rows,
         "seconds": round(wall, 2),
         "frames_per_s": round(frames / wall, 2),
+        "cpu_seconds": round(cpu, 1),
+        "cpu_ms_per_frame": round(1000 * cpu / max(frames, 1), 1),
+        "cores_used": round(cpu / wall, 2),
+        "coordinator_cpu_seconds": round(coordinator_cpu, 1),
+        "load_average_before": round(load_before, 2),
         "peak_rss_tree_mb": round(peak_tree / 2**20, 1),
         "peak_rss_single_mb": round(peak_single / 2**20, 1),
         "srs": len(list(out.glob("*.dcm"))),
