@@ -54,7 +54,7 @@ class ClassicalNerveParameters:
     max_radius_mm: float = 4.5
     search_mm_per_px: float = 0.2
     n_rays: int = 72
-    max_candidates: int = 6
+    max_candidates: int = 4
     min_rim_coverage: float = 0.9
     min_rim_prominence: float = 2.0
     min_rim_prominence_low: float = 1.2
