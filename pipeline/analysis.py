@@ -23,7 +23,8 @@ from pipeline.measurements.echogenicity import colour_pixel_mask
 from pipeline.measurements.muscle import MuscleMeasurement, measure_muscle
 from pipeline.measurements.nerve import NerveMeasurement, measure_nerve
 from pipeline.protocols import Laterality, Protocol, ProtocolChoice, ProtocolRules, laterality_of, load_protocol_rules
-from pipeline.segmentation import ClassicalNerveSegmenter, NerveSegmenter
+from pipeline.segmentation import NerveSegmenter
+from pipeline.segmentation.factory import default_segmenter
 
 __all__ = [
     "FrameResult",
@@ -49,7 +50,11 @@ class FrameResult:
     """What was measured on one frame, or why nothing was.
 
     Exactly one of ``nerve`` / ``muscle`` is set when the frame was measured;
-    ``reason`` says why a measurement (or part of it) was not made.
+    ``reason`` says why a measurement (or part of it) was not made. A
+    segmenter that finds several nerves (the learned one reports each
+    connected nerve region) gives the best as ``nerve`` and the others, best
+    first, as ``extra_nerves``; each is its own set of rows and its own SR
+    measurement group.
     """
 
     frame_index: int
@@ -60,6 +65,12 @@ class FrameResult:
     nerve: NerveMeasurement | None = None
     muscle: MuscleMeasurement | None = None
     reason: str = ""
+    extra_nerves: tuple[NerveMeasurement, ...] = ()
+
+    @property
+    def nerves(self) -> tuple[NerveMeasurement, ...]:
+        """All nerves measured on the frame, best first."""
+        return ((self.nerve,) if self.nerve is not None else ()) + tuple(self.extra_nerves)
 
     @property
     def frame_number(self) -> int:
@@ -136,12 +147,18 @@ def analyze_frame(
         found = segmenter.segment(frame.gray, cal.tissue_box, mm_per_px=scale, exclude=exclude)
         if not found:
             return FrameResult(**base, reason="no nerve found: no structure with a bright rim around a non-anechoic interior")
-        best = found[0]
-        try:
-            nerve = measure_nerve(frame.gray, best.contour_px, cal, confidence=best.confidence, exclude=exclude)
-        except CalibrationError as exc:
-            return FrameResult(**base, reason=f"nerve measurement refused: {exc}")
-        return FrameResult(**base, nerve=nerve, reason=uncalibrated_note)
+        nerves: list[NerveMeasurement] = []
+        refused: list[str] = []
+        for seg in found:
+            try:
+                nerves.append(measure_nerve(frame.gray, seg.contour_px, cal, confidence=seg.confidence, exclude=exclude))
+            except CalibrationError as exc:
+                refused.append(str(exc))
+        if not nerves:
+            return FrameResult(**base, reason=f"nerve measurement refused: {refused[0]}")
+        if refused:
+            logger.info("frame %d: %d of %d nerves refused: %s", frame.index, len(refused), len(found), refused[0])
+        return FrameResult(**base, nerve=nerves[0], extra_nerves=tuple(nerves[1:]), reason=uncalibrated_note)
     try:
         muscle = measure_muscle(
             frame.gray,
@@ -172,7 +189,8 @@ def analyze_image(
     result (for overlays), so no frame has to be decoded twice.
     """
     rules = rules or load_protocol_rules()
-    segmenter = segmenter or ClassicalNerveSegmenter()
+    # The segmenter chosen in configs/segmentation.yaml (classical when the learned model is absent).
+    segmenter = segmenter or default_segmenter()
     common = dict(
         source_file=image.source,
         sop_instance_uid=image.sop_instance_uid,
@@ -232,31 +250,41 @@ def _rows_for_frame(result: ImageResult, frame: FrameResult) -> Iterator[Measure
     if not frame.measured:
         yield MeasurementRow(**common, measurement="", value=None, unit="", status=RowStatus.REFUSED, reason=frame.reason)
         return
-    values: list[tuple[str, float | None, str]]
     if frame.nerve is not None:
-        n = frame.nerve
-        confidence = n.confidence
-        values = [
-            ("cross_sectional_area", n.cross_sectional_area_mm2, "mm2"),
-            ("perimeter", n.perimeter_mm, "mm"),
-            ("major_axis", n.major_axis_mm, "mm"),
-            ("minor_axis", n.minor_axis_mm, "mm"),
-            ("flattening_ratio", n.flattening_ratio if n.cross_sectional_area_mm2 is not None else None, "1"),
-            ("echogenicity_mean", n.echogenicity.mean, "1"),
-            ("echogenicity_sd", n.echogenicity.sd, "1"),
-        ]
-    else:
-        m = frame.muscle
-        assert m is not None
-        confidence = m.confidence
-        values = [
-            ("thickness", m.thickness_mm, "mm"),
-            ("thickness_mean_central_half", m.thickness_mean_central_half_mm, "mm"),
-            ("subcutaneous_thickness", m.subcutaneous_thickness_mm, "mm"),
-            ("echogenicity_mean", m.echogenicity.mean, "1"),
-            ("echogenicity_sd", m.echogenicity.sd, "1"),
-            ("echogenicity_median", m.echogenicity.median, "1"),
-        ]
+        # One set of rows per nerve; the second and later are named "<site> (nerve k)".
+        for k, n in enumerate(frame.nerves, start=1):
+            named = common if k == 1 else {**common, "structure": f"{frame.site} (nerve {k})"}
+            yield from _value_rows(frame, named, _nerve_values(n), n.confidence)
+        return
+    m = frame.muscle
+    assert m is not None
+    values = [
+        ("thickness", m.thickness_mm, "mm"),
+        ("thickness_mean_central_half", m.thickness_mean_central_half_mm, "mm"),
+        ("subcutaneous_thickness", m.subcutaneous_thickness_mm, "mm"),
+        ("echogenicity_mean", m.echogenicity.mean, "1"),
+        ("echogenicity_sd", m.echogenicity.sd, "1"),
+        ("echogenicity_median", m.echogenicity.median, "1"),
+    ]
+    yield from _value_rows(frame, common, values, m.confidence)
+
+
+def _nerve_values(n: NerveMeasurement) -> list[tuple[str, float | None, str]]:
+    return [
+        ("cross_sectional_area", n.cross_sectional_area_mm2, "mm2"),
+        ("perimeter", n.perimeter_mm, "mm"),
+        ("major_axis", n.major_axis_mm, "mm"),
+        ("minor_axis", n.minor_axis_mm, "mm"),
+        ("flattening_ratio", n.flattening_ratio if n.cross_sectional_area_mm2 is not None else None, "1"),
+        ("echogenicity_mean", n.echogenicity.mean, "1"),
+        ("echogenicity_sd", n.echogenicity.sd, "1"),
+    ]
+
+
+def _value_rows(
+    frame: FrameResult, common: dict, values: list[tuple[str, float | None, str]], confidence: float
+) -> Iterator[MeasurementRow]:
+    cal = frame.calibration
     for name, value, unit in values:
         if value is None:
             if name == "subcutaneous_thickness" and cal.is_calibrated:

@@ -166,6 +166,7 @@ def evaluate(
     if single_thread:
         cv2.setNumThreads(1)
     rows = []
+    stats: dict[str, int] = {}
     try:
         for name in names:
             gray, labels = load_example(name, folder)
@@ -173,6 +174,8 @@ def evaluate(
             t0 = time.perf_counter()
             found = segmenter.segment(gray, box, mm_per_px=mm_per_px)
             ms = 1000.0 * (time.perf_counter() - t0)
+            for key, value in (getattr(segmenter, "last_stats", None) or {}).items():
+                stats[key] = stats.get(key, 0) + int(value)
             masks = [contour_mask(s.contour_px, gray.shape) for s in found]
             row = score_image(masks, labels)
             row.update(file=name, ms=ms)
@@ -180,6 +183,8 @@ def evaluate(
     finally:
         cv2.setNumThreads(threads)
     summary = summarize(rows)
+    if stats:
+        summary["auto_stats"] = stats
     summary["per_image"] = [
         {
             "file": r["file"],
@@ -217,6 +222,85 @@ def validation_names(model: Path | None = None) -> list[str]:
     return list(meta["split"]["validation"])
 
 
+def sample_data_figures(segmenter: Any) -> dict[str, Any]:
+    """Nerve frames of ``sample_data/`` (synthetic, exact truth, calibrated) through the pipeline."""
+    from pipeline.analysis import analyze_image
+    from pipeline.loading import load_ultrasound
+    from pipeline.protocols import Protocol
+
+    dices, csa_rel, extra, found, frames = [], [], 0, 0, 0
+    vessel_hits = 0
+    for path in sorted((REPO / "sample_data").glob("*.dcm")):
+        truth = json.loads(path.with_suffix(".json").read_text())
+        if truth["kind"] != "nerve":
+            continue
+        image = load_ultrasound(path)
+        shape = (image.rows, image.columns)
+        result = analyze_image(image, protocol=Protocol.NERVE, segmenter=segmenter)
+        for frame, t in zip(result.frames, truth["frames"]):
+            frames += 1
+            if frame.nerve is None:
+                continue
+            found += 1
+            extra += len(frame.extra_nerves)
+            true_mask = contour_mask(np.asarray(t["contour_px"]), shape)
+            dices.append(_dice(contour_mask(frame.nerve.contour_px, shape), true_mask))
+            if frame.nerve.cross_sectional_area_mm2 is not None:
+                csa_rel.append(frame.nerve.cross_sectional_area_mm2 / t["csa_mm2"] - 1.0)
+            v = t.get("vessel")
+            if v:
+                yy, xx = np.mgrid[: shape[0], : shape[1]]
+                disk = (xx - v["center_px"][0]) ** 2 + (yy - v["center_px"][1]) ** 2 <= v["radius_px"] ** 2
+                for n in frame.nerves:
+                    mask = contour_mask(n.contour_px, shape)
+                    vessel_hits += int((mask & disk).sum() > 0.05 * mask.sum())
+    return {
+        "nerve_frames": frames,
+        "detected": found,
+        "extra_nerves_reported": extra,
+        "nerves_on_vessel": vessel_hits,
+        "dice_mean": float(np.mean(dices)) if dices else None,
+        "dice_min": float(np.min(dices)) if dices else None,
+        "csa_median_abs_relative_error": float(np.median(np.abs(csa_rel))) if csa_rel else None,
+        "csa_mean_signed_relative_error": float(np.mean(csa_rel)) if csa_rel else None,
+    }
+
+
+def record(model: Path | None = None, kinds: Sequence[str] = ("learned", "auto", "classical")) -> dict[str, Any]:
+    """Score ``kinds`` on the model's validation split and write the figures into its JSON.
+
+    The learned figures are what ``tests/test_learned_nerve.py`` checks the
+    committed model against.
+    """
+    from pipeline.segmentation.learned_nerve import DEFAULT_MODEL_PATH, metadata_path
+
+    model = Path(model or DEFAULT_MODEL_PATH)
+    meta_file = metadata_path(model)
+    meta = json.loads(meta_file.read_text())
+    names = meta["split"]["validation"]
+    figures = {}
+    for kind in kinds:
+        segmenter, scale = make(kind, model)
+        figures[kind] = evaluate(segmenter, names, mm_per_px=scale)
+        print(format_row(kind, figures[kind]), flush=True)
+    synthetic = {}
+    for kind in kinds:
+        segmenter, _ = make(kind, model)
+        synthetic[kind] = sample_data_figures(segmenter)
+        print(f"sample_data {kind}: {synthetic[kind]}", flush=True)
+    meta["sample_data"] = synthetic
+    meta["validation"] = {
+        "note": "OpenCV DNN inference (pipeline.segmentation.learned_nerve), full resolution, "
+        "definitions in training/evaluate_nerve.py; classical given a nominal "
+        f"{CLASSICAL_NOMINAL_MM_PER_PX} mm/px; ms_per_frame with cv2.setNumThreads(1)",
+        "opencv": cv2.__version__,
+        **{k: {kk: vv for kk, vv in v.items() if kk != "per_image"} for k, v in figures.items()},
+        "per_image": {k: v["per_image"] for k, v in figures.items()},
+    }
+    meta_file.write_text(json.dumps(meta, indent=2) + "\n")
+    return meta
+
+
 def format_row(kind: str, s: dict[str, Any]) -> str:
     def f(v: Any, p: str = "{:.3f}") -> str:
         return "n/a" if v is None else p.format(v)
@@ -237,7 +321,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", type=Path, default=None)
     parser.add_argument("--all", action="store_true", help="all 204 images instead of the validation split")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--record", action="store_true",
+        help="write the validation figures into the model's JSON and regenerate models/MODEL_CARD.md",
+    )
     args = parser.parse_args(argv)
+    if args.record:
+        from training import model_card
+        from pipeline.segmentation.learned_nerve import DEFAULT_MODEL_PATH
+
+        record(args.model, args.segmenters)
+        print(model_card.write(Path(args.model or DEFAULT_MODEL_PATH)))
+        return 0
     names = all_names() if args.all else validation_names(args.model)
     report = {}
     for kind in args.segmenters:

@@ -34,7 +34,6 @@ import argparse
 import datetime
 import json
 import math
-import os
 import platform
 import sys
 import time
@@ -53,15 +52,12 @@ from torch.nn import functional as F  # noqa: E402
 
 from pipeline.segmentation.learned_nerve import (  # noqa: E402
     CLASSES,
-    AutoNerveSegmenter,
-    LearnedNerveSegmenter,
-    NerveNet,
     file_sha256,
     letterbox,
     metadata_path,
     normalize_input,
 )
-from training import evaluate_nerve  # noqa: E402
+from training import evaluate_nerve, model_card  # noqa: E402
 from training.data import SPLIT_SEED, Example, augment, load_real, split_names, synthetic_examples  # noqa: E402
 from training.model import UNet, count_parameters  # noqa: E402
 
@@ -76,16 +72,19 @@ ATTRIBUTION = (
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--size", type=int, default=192, help="network input size (multiple of 16)")
     p.add_argument("--widths", default="12,24,48,96,192", help="channels per U-Net level")
-    p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--lr", type=float, default=3e-3)
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--synthetic", type=int, default=120, help="synthetic scenes rendered once")
     p.add_argument("--synthetic-per-epoch", type=int, default=48)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument(
+        "--threads", type=int, default=1,
+        help="CPU threads (1 is the robust choice on a shared 2-core machine: oversubscribed threads are much slower)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--bf16", choices=["auto", "on", "off"], default="auto", help="bfloat16 autocast")
     p.add_argument("--out-dir", type=Path, default=REPO / "models")
@@ -252,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
             loss.backward()
             optimizer.step()
             schedule.step()
-            losses.append(float(loss))
+            losses.append(loss.item())
         entry = {"epoch": epoch, "loss": float(np.mean(losses)), "seconds": time.time() - t_epoch}
         if epoch % args.eval_every == 0 or epoch == args.epochs:
             entry.update(torch_validation(model, val_real, args.size, device))
@@ -317,26 +316,12 @@ def main(argv: list[str] | None = None) -> int:
     metadata_path(onnx_path).write_text(json.dumps(meta, indent=2) + "\n")
 
     if not args.skip_final_eval:
-        net = NerveNet(onnx_path)
-        figures = {}
-        for kind, segmenter, scale in (
-            ("learned", LearnedNerveSegmenter(net), None),
-            ("auto", AutoNerveSegmenter(LearnedNerveSegmenter(net)), None),
-            ("classical", *evaluate_nerve.make("classical")),
-        ):
-            figures[kind] = evaluate_nerve.evaluate(segmenter, val_names, mm_per_px=scale)
-            print(evaluate_nerve.format_row(kind, figures[kind]), flush=True)
-        meta["validation"] = {
-            "note": "OpenCV DNN inference (pipeline.segmentation.learned_nerve), full resolution, "
-            "training/evaluate_nerve.py definitions; classical given a nominal 0.07 mm/px",
-            **{k: {kk: vv for kk, vv in v.items() if kk != "per_image"} for k, v in figures.items()},
-            "per_image": {k: v["per_image"] for k, v in figures.items()},
-        }
-        metadata_path(onnx_path).write_text(json.dumps(meta, indent=2) + "\n")
+        meta = evaluate_nerve.record(onnx_path)
     total = time.time() - started
     meta["training"]["total_seconds"] = round(total, 1)
     metadata_path(onnx_path).write_text(json.dumps(meta, indent=2) + "\n")
-    print(f"total {total / 60:.1f} min; wrote {metadata_path(onnx_path)}", flush=True)
+    card = model_card.write(onnx_path)
+    print(f"total {total / 60:.1f} min; wrote {metadata_path(onnx_path)} and {card}", flush=True)
     return 0
 
 

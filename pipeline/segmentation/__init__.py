@@ -2,11 +2,35 @@
 
 from pipeline.segmentation.base import NerveSegmentation, NerveSegmenter, RimFeatures
 from pipeline.segmentation.classical_nerve import ClassicalNerveParameters, ClassicalNerveSegmenter
+from pipeline.segmentation.factory import (
+    ClassicalFallbackSegmenter,
+    SegmentationConfig,
+    default_segmenter,
+    load_segmentation_config,
+    make_segmenter,
+)
+from pipeline.segmentation.learned_nerve import (
+    AutoNerveParameters,
+    AutoNerveSegmenter,
+    LearnedNerveParameters,
+    LearnedNerveSegmenter,
+    NerveNet,
+)
 
 __all__ = [
+    "AutoNerveParameters",
+    "AutoNerveSegmenter",
+    "ClassicalFallbackSegmenter",
     "ClassicalNerveParameters",
     "ClassicalNerveSegmenter",
+    "LearnedNerveParameters",
+    "LearnedNerveSegmenter",
+    "NerveNet",
     "NerveSegmentation",
     "NerveSegmenter",
     "RimFeatures",
+    "SegmentationConfig",
+    "default_segmenter",
+    "load_segmentation_config",
+    "make_segmenter",
 ]

@@ -40,6 +40,7 @@ from pipeline.calibration import PixelBox
 from pipeline.crop import Crop
 from pipeline.geometry import polygon_area
 from pipeline.segmentation.base import NerveSegmentation, RimFeatures
+from pipeline.segmentation.classical_nerve import ClassicalNerveParameters, ClassicalNerveSegmenter
 
 __all__ = [
     "AutoNerveParameters",
@@ -181,9 +182,7 @@ class NerveNet:
             net = cv2.dnn.readNetFromONNX(str(self.path))
         except cv2.error as exc:
             raise ValueError(f"OpenCV cannot read the nerve model {self.path}: {exc}") from None
-        net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
-        net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
-        return net
+        return net  # OpenCV's own CPU backend (the default)
 
     # cv2.dnn.Net does not pickle: worker processes reload the file.
     def __getstate__(self) -> dict[str, Any]:
@@ -433,8 +432,8 @@ class LearnedNerveSegmenter:
 
     @property
     def version(self) -> str:
-        """Model version and the first 12 hex digits of the ONNX file's SHA-256."""
-        return f"{self.net.model_version} sha256:{self.net.short_hash}"
+        """The model: file stem, version and the first 12 hex digits of the ONNX file's SHA-256."""
+        return f"{self.net.path.stem} {self.net.model_version} sha256:{self.net.short_hash}"
 
     def min_area_px(self, box: PixelBox, mm_per_px: float | None) -> float:
         s = self.settings
@@ -493,7 +492,9 @@ class AutoNerveParameters:
     Attributes
     ----------
     search_box_factor : float
-        Half-size of the box searched around a proposal, in equivalent radii.
+        Half-size of the box the tracer works on around a proposal, in
+        equivalent radii; 0 (default): the whole tissue region, so the blur
+        and noise are estimated exactly as the classical segmenter does.
     radius_range : (float, float)
         Rim radii the classical tracer may look at, relative to the proposal's
         equivalent radius.
@@ -503,7 +504,11 @@ class AutoNerveParameters:
         is derived from it).
     min_agreement : float
         Smallest Dice between the traced contour and the proposal for the
-        traced border to be used.
+        traced border to be used ...
+    min_inside, min_area_ratio : float
+        ... or: at least ``min_inside`` of the traced area inside the
+        proposal and at least ``min_area_ratio`` of the proposal's area (a
+        generous proposal around a well-traced rim).
     keep_unrefined : bool
         Report a proposal whose border could not be traced with the
         network's outline (confidence halved); otherwise drop it.
@@ -516,10 +521,12 @@ class AutoNerveParameters:
         check).
     """
 
-    search_box_factor: float = 2.4
+    search_box_factor: float = 0.0
     radius_range: tuple[float, float] = (0.6, 1.5)
     uncalibrated_radius_mm: float = 2.0
     min_agreement: float = 0.6
+    min_inside: float = 0.85
+    min_area_ratio: float = 0.25
     keep_unrefined: bool = True
     max_vessel_overlap: float = 0.2
     classical_fallback: bool = True
@@ -540,12 +547,25 @@ def _polygon_mask(contour: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return mask.astype(bool)
 
 
+class _ProposalTracer(ClassicalNerveSegmenter):
+    """The classical segmenter with its ring-filter candidates replaced by one proposal ``(x, y, r)``."""
+
+    proposal: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    used = False
+
+    def _candidates(self, smooth: np.ndarray, scale: float) -> list[tuple[float, float, float]]:
+        self.used = True
+        return [self.proposal]
+
+
 class AutoNerveSegmenter:
     """Learned proposals, border by the classical rim tracer (CONTRACT.md section 4).
 
-    For each nerve region of the network, the classical segmenter runs on a
-    box around the region with its size priors narrowed to the region's size;
-    its contour (inner border of the rim) is used when it agrees with the
+    For each nerve region of the network, the classical segmenter's rim
+    tracing (dynamic-programming ridge, blur-corrected rim width, border half
+    a rim width inside the ridge) runs from the region's centroid and
+    equivalent radius, on a box around the region, in place of its
+    ring-filter candidates; its contour is used when it agrees with the
     region. Nerve contours lying on what the network calls vessel are
     dropped, so a vessel is never reported as a nerve.
 
@@ -563,14 +583,11 @@ class AutoNerveSegmenter:
         self,
         learned: LearnedNerveSegmenter | NerveNet | str | Path | None = None,
         parameters: AutoNerveParameters | None = None,
-        classical_parameters: Any = None,
+        classical_parameters: ClassicalNerveParameters | None = None,
     ) -> None:
-        from pipeline.segmentation.classical_nerve import ClassicalNerveParameters, ClassicalNerveSegmenter
-
         self.learned = learned if isinstance(learned, LearnedNerveSegmenter) else LearnedNerveSegmenter(learned)
         self.settings = parameters or AutoNerveParameters()
         self.classical_parameters = classical_parameters or ClassicalNerveParameters()
-        self._classical_cls = ClassicalNerveSegmenter
         self.classical = ClassicalNerveSegmenter(self.classical_parameters)
         classical_items = {f"classical.{k}": v for k, v in self.classical_parameters.as_dict().items()}
         self.parameters = _ParameterView(
@@ -662,13 +679,16 @@ class AutoNerveSegmenter:
         cx, cy = crop.to_frame(np.array([region.centroid]))[0]
         ys, xs = np.nonzero(region.mask)
         half_extent = 0.5 * max(xs.max() - xs.min() + 1, ys.max() - ys.min() + 1)
-        half = max(s.search_box_factor * r_eq, 1.25 * half_extent + 0.6 * r_eq)
-        sub = PixelBox(
-            max(tissue_box.x0, int(math.floor(cx - half))),
-            max(tissue_box.y0, int(math.floor(cy - half))),
-            min(tissue_box.x1, int(math.ceil(cx + half))),
-            min(tissue_box.y1, int(math.ceil(cy + half))),
-        )
+        if s.search_box_factor > 0:
+            half = max(s.search_box_factor * r_eq, 1.25 * half_extent + 0.6 * r_eq)
+            sub = PixelBox(
+                max(tissue_box.x0, int(math.floor(cx - half))),
+                max(tissue_box.y0, int(math.floor(cy - half))),
+                min(tissue_box.x1, int(math.ceil(cx + half))),
+                min(tissue_box.y1, int(math.ceil(cy + half))),
+            )
+        else:  # the whole tissue region: blur and noise estimated as the classical segmenter does
+            sub = tissue_box
         if sub.width < 16 or sub.height < 16:
             return None
         scale = mm_per_px if mm_per_px else s.uncalibrated_radius_mm / max(r_eq, 1.0)
@@ -681,11 +701,16 @@ class AutoNerveSegmenter:
             )
         except (TypeError, ValueError):  # parameters renamed: keep the base ones
             params = self.classical_parameters
-        tracer = self._classical_cls(params, keep_rejected=True)
+        tracer = _ProposalTracer(params, keep_rejected=True)
+        # The rim lies just outside the nerve: start the ridge search at the region's radius.
+        tracer.proposal = (cx - sub.x0, cy - sub.y0, r_eq)
         try:
             found = tracer.segment(gray, sub, mm_per_px=scale, exclude=exclude)
         except (ValueError, cv2.error, IndexError, ZeroDivisionError) as exc:
             logger.debug("classical refinement failed: %s", exc)
+            return None
+        if not tracer.used:
+            logger.warning("the classical segmenter no longer takes proposals: learned contours used unrefined")
             return None
         if not found:
             return None
@@ -694,7 +719,12 @@ class AutoNerveSegmenter:
         if polygon_area(contour_crop) < 4:
             return None
         mask = _polygon_mask(contour_crop, region.mask.shape)
-        if _dice(mask, region.mask) < s.min_agreement:
+        area = float(mask.sum())
+        inside = float((mask & region.mask).sum()) / max(area, 1.0)
+        agrees = _dice(mask, region.mask) >= s.min_agreement or (
+            inside >= s.min_inside and area >= s.min_area_ratio * region.area_px
+        )
+        if not agrees:
             return None
         confidence = float(np.clip(region.probability, 0.0, 1.0))
         return mask, dataclasses.replace(seg, confidence=confidence)

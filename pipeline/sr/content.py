@@ -198,18 +198,26 @@ def nerve_algorithm(segmenter: object | None = None) -> AlgorithmInfo:
     Parameters
     ----------
     segmenter : NerveSegmenter, optional
-        The segmenter that produced the contours (default
-        :class:`~pipeline.segmentation.ClassicalNerveSegmenter`). Its
-        ``name``/``version`` name the algorithm; ``parameters.as_dict()``,
-        when present, lists its parameters.
+        The segmenter that produced the contours (default: the one
+        configured in ``configs/segmentation.yaml``, see
+        :func:`pipeline.segmentation.factory.default_segmenter`). Its
+        ``name``/``version`` name the algorithm (a learned segmenter's version
+        holds its model version and the first 12 hex digits of the ONNX
+        file's SHA-256); ``parameters.as_dict()``, when present, lists its
+        parameters (model file, hash, settings). A classical segmenter
+        standing in for a learned one whose model is missing says so in a
+        ``fallback=`` parameter.
     """
     if segmenter is None:
-        from pipeline.segmentation import ClassicalNerveSegmenter
+        from pipeline.segmentation.factory import default_segmenter
 
-        segmenter = ClassicalNerveSegmenter()
+        segmenter = default_segmenter()
     name = str(getattr(segmenter, "name", "") or type(segmenter).__name__)
     version = str(getattr(segmenter, "version", "") or "unknown")
     params: list[str] = [f"mskus={__version__}"]
+    fallback = str(getattr(segmenter, "fallback_note", "") or "")
+    if fallback:
+        params.append(f"fallback={fallback}")
     parameters = getattr(segmenter, "parameters", None)
     as_dict = getattr(parameters, "as_dict", None)
     if callable(as_dict):
@@ -408,9 +416,13 @@ def image_library(datasets: Sequence[Dataset]) -> hd.sr.ContainerContentItem:
 
 
 def nerve_group(
-    frame: FrameResult, nerve: NerveMeasurement, source: SourceImage, algorithm: AlgorithmInfo
+    frame: FrameResult, nerve: NerveMeasurement, source: SourceImage, algorithm: AlgorithmInfo, *, index: int = 1
 ) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
-    """TID 1410 group of one nerve: closed contour, CSA and shape (mm) and echogenicity."""
+    """TID 1410 group of one nerve: closed contour, CSA and shape (mm) and echogenicity.
+
+    ``index`` numbers the nerves of a frame (best first); the second and
+    later are tracked as "nerve contour k".
+    """
     region = source.image_region(to_scoord(nerve.contour_px, closed=True), frame.frame_number)
     measurements: list[hd.sr.Measurement] = []
     mm_values = (
@@ -426,7 +438,7 @@ def nerve_group(
     measurements.append(_measurement(codes.ECHOGENICITY, echo.mean, codes.NO_UNITS, codes.MEAN))
     measurements.append(_measurement(codes.ECHOGENICITY, echo.sd, codes.NO_UNITS, codes.STANDARD_DEVIATION))
     group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
-        tracking_identifier=_tracking(source, frame, "nerve contour"),
+        tracking_identifier=_tracking(source, frame, "nerve contour" if index == 1 else f"nerve contour {index}"),
         referenced_region=region,
         finding_type=codes.NERVE,
         finding_sites=[_finding_site(frame.site, frame.laterality)],
@@ -536,7 +548,9 @@ def frame_groups(
 ) -> list[MeasurementGroupTemplate]:
     """All groups of one analysed frame (measured or not)."""
     if frame.nerve is not None:
-        return [nerve_group(frame, frame.nerve, source, nerve_algo)]
+        # One group per nerve: the best, then any further nerve regions of the frame.
+        nerves = [frame.nerve, *getattr(frame, "extra_nerves", ())]
+        return [nerve_group(frame, n, source, nerve_algo, index=k) for k, n in enumerate(nerves, start=1)]
     if frame.muscle is not None:
         return muscle_groups(frame, frame.muscle, source, muscle_algo)
     algorithm = nerve_algo if frame.protocol is Protocol.NERVE else muscle_algo

@@ -1,0 +1,210 @@
+"""Choose the nerve segmenter from configuration (``configs/segmentation.yaml``).
+
+``segmenter``:
+
+- ``classical``: :class:`~pipeline.segmentation.classical_nerve.ClassicalNerveSegmenter`;
+- ``learned``: :class:`~pipeline.segmentation.learned_nerve.LearnedNerveSegmenter`
+  (the network's nerve regions, run through OpenCV DNN);
+- ``auto``: :class:`~pipeline.segmentation.learned_nerve.AutoNerveSegmenter`
+  (learned proposals, border by the classical rim tracer per CONTRACT.md §4).
+
+When ``learned`` or ``auto`` is asked for and the model file is missing or
+unreadable, the classical segmenter is used instead: a warning is logged and
+the segmenter carries a ``fallback_note`` that the SR's Algorithm
+Identification records. Nothing else changes.
+
+Environment overrides: ``MSKUS_SEGMENTATION_CONFIG`` (another YAML file),
+``MSKUS_NERVE_SEGMENTER`` (the kind), ``MSKUS_NERVE_MODEL`` (the ONNX file).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.segmentation.base import NerveSegmenter
+from pipeline.segmentation.classical_nerve import ClassicalNerveParameters, ClassicalNerveSegmenter
+
+__all__ = [
+    "DEFAULT_SEGMENTATION_CONFIG",
+    "KINDS",
+    "ClassicalFallbackSegmenter",
+    "SegmentationConfig",
+    "default_segmenter",
+    "load_segmentation_config",
+    "make_segmenter",
+]
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_SEGMENTATION_CONFIG = REPO_ROOT / "configs" / "segmentation.yaml"
+KINDS = ("classical", "learned", "auto")
+ENV_CONFIG = "MSKUS_SEGMENTATION_CONFIG"
+ENV_KIND = "MSKUS_NERVE_SEGMENTER"
+ENV_MODEL = "MSKUS_NERVE_MODEL"
+
+
+class ClassicalFallbackSegmenter(ClassicalNerveSegmenter):
+    """The classical segmenter standing in for a learned one whose model is unavailable.
+
+    Attributes
+    ----------
+    requested : str
+        The kind that was configured (``learned`` or ``auto``).
+    fallback_note : str
+        Why the classical segmenter is used; written into the SR.
+    """
+
+    def __init__(self, requested: str, reason: str, parameters: ClassicalNerveParameters | None = None) -> None:
+        super().__init__(parameters)
+        self.requested = requested
+        self.fallback_note = f"{requested} segmenter unavailable ({reason}): classical segmenter used"
+
+
+def _default_model_path() -> Path:
+    from pipeline.segmentation.learned_nerve import DEFAULT_MODEL_PATH
+
+    return DEFAULT_MODEL_PATH
+
+
+@dataclass(frozen=True)
+class SegmentationConfig:
+    """Which nerve segmenter to use and its settings.
+
+    Attributes
+    ----------
+    segmenter : str
+        ``classical``, ``learned`` or ``auto``.
+    model : Path
+        The ONNX model (relative paths are relative to the repository root).
+    learned, auto : dict
+        Overrides of :class:`LearnedNerveParameters` / :class:`AutoNerveParameters` fields.
+    source : str
+        Where the configuration came from.
+    """
+
+    segmenter: str = "classical"
+    model: Path = field(default_factory=_default_model_path)
+    learned: dict[str, Any] = field(default_factory=dict)
+    auto: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.segmenter not in KINDS:
+            raise ValueError(f"unknown nerve segmenter {self.segmenter!r} (choose one of {', '.join(KINDS)})")
+
+
+def _resolve(path: str | os.PathLike[str]) -> Path:
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else REPO_ROOT / p
+
+
+def load_segmentation_config(path: str | os.PathLike[str] | None = None) -> SegmentationConfig:
+    """Read the segmentation YAML (default ``configs/segmentation.yaml``) plus environment overrides.
+
+    A missing default file gives the built-in defaults; a missing file named
+    explicitly is an error.
+    """
+    explicit = path is not None or bool(os.environ.get(ENV_CONFIG))
+    cfg_path = _resolve(path if path is not None else os.environ.get(ENV_CONFIG) or DEFAULT_SEGMENTATION_CONFIG)
+    data: dict[str, Any] = {}
+    if cfg_path.is_file():
+        loaded = yaml.safe_load(cfg_path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{cfg_path}: expected a mapping")
+        data = loaded.get("nerve", loaded) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{cfg_path}: 'nerve' must be a mapping")
+    elif explicit:
+        raise FileNotFoundError(f"segmentation config not found: {cfg_path}")
+    unknown = set(data) - {"segmenter", "model", "learned", "auto"}
+    if unknown:
+        raise ValueError(f"{cfg_path}: unknown keys {', '.join(sorted(unknown))}")
+    kind = str(os.environ.get(ENV_KIND) or data.get("segmenter", "classical")).strip().lower()
+    model = os.environ.get(ENV_MODEL) or data.get("model")
+    return SegmentationConfig(
+        segmenter=kind,
+        model=_resolve(model) if model else _default_model_path(),
+        learned=dict(data.get("learned") or {}),
+        auto=dict(data.get("auto") or {}),
+        source=str(cfg_path) if cfg_path.is_file() else "built-in defaults",
+    )
+
+
+def _display(path: Path) -> str:
+    """A path relative to the repository when it lies inside it."""
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _parameters(cls: type, overrides: dict[str, Any], what: str) -> Any:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(overrides) - names
+    if unknown:
+        raise ValueError(f"unknown {what} settings: {', '.join(sorted(unknown))}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    return cls(**values)
+
+
+def make_segmenter(
+    kind: str | None = None,
+    *,
+    config: SegmentationConfig | None = None,
+    model: str | os.PathLike[str] | None = None,
+) -> NerveSegmenter:
+    """Build the configured segmenter (``kind`` and ``model`` override the configuration).
+
+    ``learned``/``auto`` without a usable model file give a
+    :class:`ClassicalFallbackSegmenter` and a logged warning.
+    """
+    cfg = config or load_segmentation_config()
+    kind = (kind or cfg.segmenter).strip().lower()
+    if kind not in KINDS:
+        raise ValueError(f"unknown nerve segmenter {kind!r} (choose one of {', '.join(KINDS)})")
+    if kind == "classical":
+        return ClassicalNerveSegmenter()
+    from pipeline.segmentation.learned_nerve import (
+        AutoNerveParameters,
+        AutoNerveSegmenter,
+        LearnedNerveParameters,
+        LearnedNerveSegmenter,
+        NerveNet,
+    )
+
+    learned_params = _parameters(LearnedNerveParameters, cfg.learned, "learned")
+    auto_params = _parameters(AutoNerveParameters, cfg.auto, "auto")
+    model_path = _resolve(model) if model is not None else cfg.model
+    try:
+        net = NerveNet(model_path)
+    except FileNotFoundError:
+        reason = f"model file not found: {_display(model_path)}"
+    except ValueError as exc:
+        reason = str(exc)
+    else:
+        learned = LearnedNerveSegmenter(net, learned_params)
+        if kind == "learned":
+            return learned
+        return AutoNerveSegmenter(learned, auto_params)
+    logger.warning("nerve segmenter %r: %s; using the classical segmenter", kind, reason)
+    return ClassicalFallbackSegmenter(kind, reason)
+
+
+@functools.lru_cache(maxsize=8)
+def _cached(config_key: tuple[str, str, str]) -> NerveSegmenter:
+    return make_segmenter()
+
+
+def default_segmenter() -> NerveSegmenter:
+    """The configured segmenter, built once per process (and per configuration/environment)."""
+    key = (os.environ.get(ENV_CONFIG, ""), os.environ.get(ENV_KIND, ""), os.environ.get(ENV_MODEL, ""))
+    return _cached(key)
