@@ -165,6 +165,12 @@ def test_auto_never_reports_a_vessel_on_sample_data(auto):
 # --------------------------------------------------------------------------------------
 
 
+@pytest.fixture(autouse=True)
+def no_segmenter_overrides(monkeypatch):
+    for name in (factory.ENV_CONFIG, factory.ENV_KIND, factory.ENV_MODEL):
+        monkeypatch.delenv(name, raising=False)
+
+
 def test_config_chooses_the_segmenter(tmp_path, monkeypatch):
     cfg = load_segmentation_config()
     assert cfg.segmenter in factory.KINDS and cfg.model == DEFAULT_MODEL_PATH

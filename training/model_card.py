@@ -74,7 +74,7 @@ def render(meta: dict[str, Any]) -> str:
     auto_note = (
         f"\nIn `auto`, {stats.get('refined', 0)} of {stats.get('proposals', 0)} proposals got the traced rim border; "
         f"{stats.get('unrefined', 0)} kept the network's outline (no rim agreeing with the proposal: the real "
-        "scans rarely show a closed bright rim), {stats.get('vessel_dropped', 0)} were dropped for lying on a vessel, "
+        f"scans rarely show a closed bright rim), {stats.get('vessel_dropped', 0)} were dropped for lying on a vessel, "
         f"{stats.get('fallback', 0)} came from the classical fallback.\n"
         if stats
         else ""
@@ -171,6 +171,8 @@ recorded (`python -m training.evaluate_nerve --record` re-records them and rewri
 - The annotations are one human's outlines: the nerve outline of the real masks follows the visible
   edge of the nerve, not the CONTRACT.md §4 border; `learned` reproduces that convention. Use `auto`
   for CSA.
+- `auto` never reports a contour lying on what the network calls vessel; a vessel the network itself
+  calls nerve is not caught (one validation image, `0230.png`, has such a region, in `learned` and `auto`).
 - Plexus trunks lying close together can merge into one region or split differently from the masks.
 - No pixel size is known for the real data: nothing here validates mm values; CSA accuracy in mm² is
   checked on the synthetic and physics-simulated phantoms (`benchmarks/accuracy.py`).
