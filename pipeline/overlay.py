@@ -32,11 +32,16 @@ def draw_overlay(frame: UltrasoundFrame, result: FrameResult) -> np.ndarray:
     cv2.rectangle(image, (box.x0, box.y0), (box.x1, box.y1), (90, 90, 90), 1)
     lines: list[str] = []
     if result.nerve is not None:
-        n = result.nerve
-        cv2.polylines(image, [_poly(n.contour_px)], True, _GREEN, 1, cv2.LINE_AA, shift=4)
-        if n.cross_sectional_area_mm2 is not None:
-            lines.append(f"CSA {n.cross_sectional_area_mm2:.2f} mm2  flat {n.flattening_ratio:.2f}")
-        lines.append(f"echo {n.echogenicity.mean:.1f} +/- {n.echogenicity.sd:.1f}  conf {n.confidence:.2f}")
+        # Every nerve found on the frame, numbered as in the tables and the SR.
+        for number, n in enumerate(result.nerves, start=1):
+            cv2.polylines(image, [_poly(n.contour_px)], True, _GREEN, 1, cv2.LINE_AA, shift=4)
+            prefix = f"nerve {number}: " if len(result.nerves) > 1 else ""
+            if len(result.nerves) > 1:
+                x, y = np.asarray(n.contour_px).min(axis=0)
+                cv2.putText(image, str(number), (int(x), max(int(y) - 3, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.4, _GREEN, 1, cv2.LINE_AA)
+            if n.cross_sectional_area_mm2 is not None:
+                lines.append(f"{prefix}CSA {n.cross_sectional_area_mm2:.2f} mm2  flat {n.flattening_ratio:.2f}")
+            lines.append(f"{prefix}echo {n.echogenicity.mean:.1f} +/- {n.echogenicity.sd:.1f}  conf {n.confidence:.2f}")
     elif result.muscle is not None:
         m = result.muscle
         cv2.polylines(image, [_poly(m.roi_polygon_px)], True, _CYAN, 1, cv2.LINE_AA, shift=4)
