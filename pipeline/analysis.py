@@ -13,7 +13,6 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from pipeline import __version__
 from pipeline.calibration import CalibrationSource, FrameCalibration
@@ -310,7 +309,3 @@ def measurement_rows(result: ImageResult) -> Iterator[MeasurementRow]:
     """Flatten an image result into measurement rows (refused frames give one refused row)."""
     for frame in result.frames:
         yield from _rows_for_frame(result, frame)
-
-
-def source_name(path: str | None) -> str:
-    return Path(path).name if path else ""

@@ -8,7 +8,6 @@ DL_Track_US frame has a hand-drawn aponeurosis mask.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import cv2
 import numpy as np

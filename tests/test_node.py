@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -24,7 +23,7 @@ from dicom_node.index import OutboxState, StudyState
 from dicom_node.server import StorageNode
 from dicom_node.storage import safe_uid_name
 from pipeline.errors import UsageError
-from tests.conftest import REPO, SAMPLE_DATA, require_tool
+from tests.conftest import SAMPLE_DATA, require_tool
 
 US_IMAGE = "1.2.840.10008.5.1.4.1.1.6.1"
 
@@ -197,8 +196,8 @@ def test_bad_datasets_get_an_error_status_and_the_node_keeps_serving(tmp_path):
         assert status.Status in (0xA900, 0xC210) and "truncated" in status.ErrorComment
         assert echo.Status == 0
         status, _ = _scu_send(node.port, wrong_modality)
-        # A US SOP class is accepted whatever the modality says: the header check passes.
-        assert status.Status in (0x0000, 0xA900)
+        # The SOP class (Ultrasound Image Storage) decides, not the Modality attribute.
+        assert status.Status == 0x0000
         status, echo = _scu_send(node.port, pydicom.dcmread(good))
         assert status.Status == 0x0000 and echo.Status == 0
         refused = [d for _, e, d in node.index.audit_trail() if e == "store_refused"]

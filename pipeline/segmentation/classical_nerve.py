@@ -265,8 +265,12 @@ class ClassicalNerveSegmenter:
 
     def _trace_pass(
         self, smooth: np.ndarray, cx: float, cy: float, r_lo: float, r_hi: float, scale: float, step: float
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """One ridge trace from (cx, cy) with radii in [r_lo, r_hi] px."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """One ridge trace from (cx, cy) with radii in [r_lo, r_hi] px.
+
+        Returns the path (radius index per ray), the radii and angles sampled,
+        the polar image and its angle-smoothed score.
+        """
         p = self.parameters
         r_max = r_hi + 1.5 / scale
         polar, angles, radii = self._polar(smooth, cx, cy, r_max, step)
@@ -276,7 +280,7 @@ class ClassicalNerveSegmenter:
         r_mid = 0.5 * (r_lo + r_hi)
         max_jump = max(1, int(round(r_mid * (2 * np.pi / p.n_rays) * 1.2 / step)))
         path = _trace_closed_ridge(score, lo, hi, max_jump)
-        return path, radii, angles
+        return path, radii, angles, polar, score
 
     def _trace(
         self,
@@ -295,7 +299,7 @@ class ClassicalNerveSegmenter:
         # the first passes search a wide radius range and re-centre on the ridge.
         r_search = max(r0, 1.6 / scale)
         for _ in range(3):
-            path, radii, angles = self._trace_pass(smooth, cx, cy, 0.3 * r0, 2.0 * r_search, scale, step)
+            path, radii, angles, _, _ = self._trace_pass(smooth, cx, cy, 0.3 * r0, 2.0 * r_search, scale, step)
             ridge_r = radii[path]
             xs = cx + np.cos(angles) * ridge_r
             ys = cy + np.sin(angles) * ridge_r
@@ -306,11 +310,9 @@ class ClassicalNerveSegmenter:
             cx, cy = new_cx, new_cy
             if moved < 0.5:
                 break
-        path, radii, angles = self._trace_pass(smooth, cx, cy, 0.5 * r0, 1.6 * r0, scale, step)
-        polar, _, _ = self._polar(smooth, cx, cy, radii[-1] + step, step)
-        score = _circular_gaussian_smooth(polar, sigma=1.5)
         if r0 * scale < 0.5 * p.min_radius_mm or r0 * scale > 1.5 * p.max_radius_mm:
             return None
+        path, radii, angles, polar, score = self._trace_pass(smooth, cx, cy, 0.5 * r0, 1.6 * r0, scale, step)
 
         n_r = len(radii)
         ray_idx = np.arange(p.n_rays)
@@ -333,7 +335,7 @@ class ClassicalNerveSegmenter:
 
         # Ridge-aligned, ray-averaged rim profile (unsmoothed along the angle).
         ridge_r = _smooth_closed_radius(radii[path].astype(np.float64))
-        rim_fwhm_px, inner_hm_offset = _rim_profile_widths(polar, ridge_r / step, step, 1.0 / scale)
+        rim_fwhm_px = _rim_profile_widths(polar, ridge_r / step, step, 1.0 / scale)
         # Blur along the rays: combine the speckle FWHM of x and y by direction.
         psf_along = np.sqrt((psf[0] * np.cos(angles)) ** 2 + (psf[1] * np.sin(angles)) ** 2)
         psf_fwhm = float(np.mean(psf_along)) * SPECKLE_TO_PSF
@@ -392,8 +394,8 @@ def _smooth_closed_radius(radius: np.ndarray, harmonics: int = 5) -> np.ndarray:
 
 def _rim_profile_widths(
     polar: np.ndarray, ridge_samples: np.ndarray, step: float, px_per_mm: float
-) -> tuple[float, float]:
-    """FWHM (px) of the ray-averaged rim profile aligned on the ridge, and its inner half-max offset.
+) -> float:
+    """FWHM (px) of the ray-averaged rim profile aligned on the ridge.
 
     The profile window and the baselines (the levels inside and outside the
     rim) are set in millimetres, so the estimate does not depend on the pixel
@@ -430,4 +432,4 @@ def _rim_profile_widths(
 
     inner = crossing(-1, inner_base)
     outer = crossing(+1, outer_base)
-    return inner + outer, inner
+    return inner + outer
