@@ -234,6 +234,24 @@ def test_round_trip_through_highdicom_srread(studies):
         assert len(uids) == len(groups)
 
 
+def test_built_document_content_and_evidence_match_the_file(studies):
+    """The document as returned (before saving) has its whole tree and every source as evidence."""
+    for study in studies.values():
+        doc = build_measurement_report(study.results, study.headers)
+        (root,) = doc.content
+        assert len(root.ContentSequence) == len(doc.ContentSequence)
+        groups = [i for i in _walk(root.ContentSequence) if i.ConceptNameCodeSequence[0].CodeValue == "125007"]
+        assert len(groups) == len(expected_groups(study)) > 0
+        evidence = {
+            ref.ReferencedSOPInstanceUID: ref.ReferencedSOPClassUID
+            for item in doc.CurrentRequestedProcedureEvidenceSequence
+            for series in item.ReferencedSeriesSequence
+            for ref in series.ReferencedSOPSequence
+        }
+        assert evidence == {str(h.SOPInstanceUID): str(h.SOPClassUID) for h in study.headers}
+        assert "PertinentOtherEvidenceSequence" not in doc
+
+
 # --------------------------------------------------------------------------------------
 # Structure: what the contract and OHIF-style viewers need
 # --------------------------------------------------------------------------------------
