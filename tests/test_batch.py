@@ -602,3 +602,33 @@ def test_progress_logs_plain_lines_without_a_terminal(caplog):
     progress.close()
     lines = [r.getMessage() for r in caplog.records]
     assert lines and "50/100 frames" in lines[0] and "ETA" in lines[0]
+
+
+def test_worker_reads_each_input_once_with_the_same_hash_pixels_and_reasons(tmp_path):
+    """Hash and parse come from one memory map: same SHA-256, same frames, same refusal reasons as a plain read."""
+    import hashlib
+
+    import numpy as np
+
+    from pipeline.batch.study import _hash_and_read
+    from pipeline.loading import UltrasoundImage, read_dataset
+
+    sample = Path(__file__).resolve().parents[1] / "sample_data"
+    for path in sorted(sample.glob("*.dcm")):
+        read = _hash_and_read(str(path))
+        assert read.error is None
+        assert read.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+        assert read.stat.st_size == path.stat().st_size
+        mapped = [f.gray for f in UltrasoundImage(read.dataset).iter_frames()]
+        plain = [f.gray for f in UltrasoundImage(read_dataset(path)).iter_frames()]
+        assert len(mapped) == len(plain) and all(np.array_equal(a, b) for a, b in zip(mapped, plain))
+    cine = (sample / "07_nerve_cine.dcm").read_bytes()
+    cases = {"empty.dcm": b"", "meta.dcm": cine[:200], "element.dcm": cine[:400], "pixels.dcm": cine[:5000]}
+    for name, data in cases.items():
+        path = tmp_path / name
+        path.write_bytes(data)
+        read = _hash_and_read(str(path))
+        assert read.dataset is None and read.sha256 == hashlib.sha256(data).hexdigest()
+        with pytest.raises(type(read.error)) as plain_error:
+            read_dataset(path)
+        assert str(read.error) == str(plain_error.value), name
