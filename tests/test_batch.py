@@ -610,12 +610,12 @@ def test_worker_reads_each_input_once_with_the_same_hash_pixels_and_reasons(tmp_
 
     import numpy as np
 
-    from pipeline.batch.study import _hash_and_read
+    from pipeline.batch.reading import hash_and_read
     from pipeline.loading import UltrasoundImage, read_dataset
 
     sample = Path(__file__).resolve().parents[1] / "sample_data"
     for path in sorted(sample.glob("*.dcm")):
-        read = _hash_and_read(str(path))
+        read = hash_and_read(str(path))
         assert read.error is None
         assert read.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
         assert read.stat.st_size == path.stat().st_size
@@ -627,7 +627,7 @@ def test_worker_reads_each_input_once_with_the_same_hash_pixels_and_reasons(tmp_
     for name, data in cases.items():
         path = tmp_path / name
         path.write_bytes(data)
-        read = _hash_and_read(str(path))
+        read = hash_and_read(str(path))
         assert read.dataset is None and read.sha256 == hashlib.sha256(data).hexdigest()
         with pytest.raises(type(read.error)) as plain_error:
             read_dataset(path)

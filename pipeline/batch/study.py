@@ -19,7 +19,6 @@ import functools
 import hashlib
 import io
 import logging
-import mmap
 import os
 import socket
 import time
@@ -35,13 +34,14 @@ from pipeline.analysis import FrameResult, ImageResult, analyze_frame, measureme
 from pipeline.batch.atomic import atomic_write_bytes
 from pipeline.batch.overlays import write_overlay
 from pipeline.batch.plan import FileRef, StudyTask
+from pipeline.batch.reading import hash_and_read
 from pipeline.batch.pseudonym import Pseudonymizer
 from pipeline.batch.records import InputRecord, StudyRecord, read_record, record_path, write_record
 from pipeline.batch.settings import RunSettings, rules_from_text
 from pipeline.batch.summary import summary_rows
 from pipeline.batch.tables import MEASUREMENT_COLUMNS, ErrorRow, ImageContext, measurement_cells
 from pipeline.errors import MskusInputError
-from pipeline.loading import UltrasoundImage, read_dataset, validate_dataset
+from pipeline.loading import UltrasoundImage, validate_dataset
 from pipeline.protocols import ProtocolRules, laterality_of
 from pipeline.segmentation import ClassicalNerveSegmenter
 from pipeline.sr.sop import SR_SOP_CLASSES, build_measurement_report, header_dataset, report_file_name
@@ -162,84 +162,10 @@ def _analyse_image(image: UltrasoundImage, task: StudyTask, parts: _StudyParts, 
     return ImageResult(**common, protocol=choice, frames=tuple(frames))
 
 
-@dataclass(frozen=True)
-class _ReadInput:
-    """One input file as read by the worker: its fingerprint, and the dataset or why there is none."""
-
-    stat: os.stat_result
-    sha256: str
-    dataset: Dataset | None
-    error: MskusInputError | None
-
-
-def _hash_and_read(path: str) -> _ReadInput:
-    """Stat, SHA-256 and parse one input from a single read of the file.
-
-    The file is memory-mapped: hashing pulls it into the page cache once and
-    pydicom parses the same pages, so a large cine is neither read from disk
-    twice nor held twice in the worker's own memory.
-
-    Raises
-    ------
-    OSError
-        The file cannot be opened or mapped.
-    """
-    with open(path, "rb") as handle:
-        st = os.fstat(handle.fileno())
-        if st.st_size == 0:  # mmap refuses empty files; nothing to read twice
-            return _parse(st, hashlib.sha256(b"").hexdigest(), handle)
-        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            return _parse(st, hashlib.sha256(mapped).hexdigest(), _MappedReader(mapped, name=path))
-
-
-class _MappedReader(io.RawIOBase):
-    """A read-only file over a memory map that, like a real file, may seek past its end.
-
-    pydicom seeks forward over the values of a truncated file; a bare
-    ``mmap`` refuses that (``ValueError``), a file reads nothing there, which
-    is what lets the loader report "file is truncated".
-    """
-
-    def __init__(self, mapped: mmap.mmap, *, name: str = "") -> None:
-        super().__init__()
-        self.name = name  # pydicom names the file in its messages
-        self._mapped = mapped
-        self._pos = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
-        n = max(0, min(len(buffer), len(self._mapped) - self._pos))
-        buffer[:n] = self._mapped[self._pos : self._pos + n]
-        self._pos += n
-        return n
-
-    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: len(self._mapped)}[whence]
-        if base + offset < 0:
-            raise OSError("negative seek position")
-        self._pos = base + offset
-        return self._pos
-
-    def tell(self) -> int:
-        return self._pos
-
-
-def _parse(st: os.stat_result, sha256: str, source: object) -> _ReadInput:
-    try:
-        return _ReadInput(st, sha256, read_dataset(source), None)  # type: ignore[arg-type]
-    except MskusInputError as exc:
-        return _ReadInput(st, sha256, None, exc)
-
-
 def _process_file(ref: FileRef, task: StudyTask, parts: _StudyParts, pseudonymizer: Pseudonymizer | None) -> None:
     header: Dataset | None
     try:
-        read = _hash_and_read(ref.path)
+        read = hash_and_read(ref.path)
     except OSError as exc:
         parts.errors.append(ErrorRow(ref.rel, "unreadable", f"cannot read file: {exc.strerror or exc}", ref.sop_instance_uid, task.study_uid))
         return
