@@ -62,7 +62,7 @@ from training.data import SPLIT_SEED, Example, augment, load_real, split_names, 
 from training.model import UNet, count_parameters  # noqa: E402
 
 MODEL_NAME = "nerve_unet"
-MODEL_VERSION = "1.1"
+MODEL_VERSION = "1.2"
 OPSET = 17
 ATTRIBUTION = (
     "usgra-seg (tmkand, 2025), CC-BY-4.0: 204 B-mode crops of the brachial plexus, elbow, femoral and "
@@ -72,7 +72,7 @@ ATTRIBUTION = (
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--epochs", type=int, default=120)
+    p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--size", type=int, default=256, help="network input size (multiple of 16)")
     p.add_argument("--widths", default="12,24,48,96,192", help="channels per U-Net level")
     p.add_argument("--batch", type=int, default=8)
