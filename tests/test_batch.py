@@ -480,6 +480,70 @@ def test_overlays_are_made_when_an_earlier_run_had_none(small_cohort, tmp_path):
     assert len(list((out / "overlays").rglob("*.png"))) == 6
 
 
+def _nerve_algorithms(out: Path) -> set[str]:
+    names = set()
+    for path in out.glob("SR_*.dcm"):
+        for group in read_measurement_report(path).groups:
+            if group.algorithm is not None and "nerve" in group.algorithm.name:
+                names.add(group.algorithm.name)
+    return names
+
+
+def test_batch_uses_the_configured_segmenter_and_redoes_studies_when_it_changes(small_cohort, tmp_path, monkeypatch):
+    from pipeline.segmentation.factory import ENV_CONFIG, ENV_KIND, ENV_MODEL
+
+    for name in (ENV_CONFIG, ENV_MODEL):
+        monkeypatch.delenv(name, raising=False)
+    out = tmp_path / "out"
+    monkeypatch.setenv(ENV_KIND, "classical")
+    first = run_batch(BatchOptions(small_cohort, out, workers=1, overlays=False, progress_bar=False))
+    assert first.studies_analysed == 3
+    assert _nerve_algorithms(out) == {"mskus-classical-nerve"}
+    classical_rows = read_csv(out / "measurements.csv")
+
+    # Same as `mskus analyze`: the configured kind (here via the environment) is what the workers use,
+    # and a changed choice makes every study stale.
+    monkeypatch.setenv(ENV_KIND, "learned")
+    learned = run_batch(BatchOptions(small_cohort, out, workers=1, overlays=False, progress_bar=False))
+    assert (learned.studies_skipped, learned.studies_analysed) == (0, 3)
+    assert _nerve_algorithms(out) == {"mskus-learned-nerve"}
+    learned_rows = read_csv(out / "measurements.csv")
+    area = lambda rows: sorted(r["value"] for r in rows if r["measurement"] == "cross_sectional_area")  # noqa: E731
+    assert area(learned_rows) and area(learned_rows) != area(classical_rows)
+    again = run_batch(BatchOptions(small_cohort, out, workers=1, overlays=False, progress_bar=False))
+    assert (again.studies_skipped, again.studies_analysed) == (3, 0)
+
+    # No model where the run is set up: every worker uses the classical fallback, and the SR says so.
+    monkeypatch.setenv(ENV_MODEL, str(tmp_path / "missing.onnx"))
+    fallback = run_batch(BatchOptions(small_cohort, out, workers=1, overlays=False, progress_bar=False))
+    assert fallback.studies_analysed == 3
+    assert _nerve_algorithms(out) == {"mskus-classical-nerve"}
+    assert area(read_csv(out / "measurements.csv")) == area(classical_rows)
+    sr = read_measurement_report(next(out.glob("SR_*.dcm")))
+    parameters = [p for g in sr.groups if g.algorithm and "nerve" in g.algorithm.name for p in g.algorithm.parameters]
+    assert any(p.startswith("fallback=learned segmenter unavailable (model file not found") for p in parameters)
+
+
+def test_a_worker_with_another_model_refuses_the_study(small_cohort, tmp_path):
+    from pipeline.batch.plan import FileRef, StudyTask
+    from pipeline.batch.settings import RunSettings, load_rules_text
+    from pipeline.batch.study import VersionMismatchError, process_study
+    from pipeline.segmentation import ModelMismatchError, SegmenterSpec
+
+    spec = SegmenterSpec("learned", "models/nerve_unet.onnx", "0" * 64, "{}")
+    with pytest.raises(ModelMismatchError, match="the run was set up with 000000000000"):
+        spec.build()
+    settings = RunSettings(rules_text=load_rules_text(None)[0], segmenter=spec, overlays=False)
+    path = next(small_cohort.rglob("*.dcm"))
+    st = path.stat()
+    ref = FileRef(str(path), path.name, st.st_size, st.st_mtime_ns, "", 1)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(VersionMismatchError, match="models/nerve_unet.onnx here has SHA-256"):
+        process_study(StudyTask("1.2.3", (ref,), str(out), settings))
+    assert not list(out.iterdir())  # nothing written
+
+
 # --------------------------------------------------------------------------------------
 # Pseudonymization
 # --------------------------------------------------------------------------------------

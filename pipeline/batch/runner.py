@@ -30,6 +30,7 @@ from pipeline.batch.records import STATE_DIR, read_record, record_path, records_
 from pipeline.batch.settings import RunSettings, load_rules_text
 from pipeline.batch.tables import ErrorRow
 from pipeline.errors import UsageError
+from pipeline.segmentation.factory import SegmenterSpec
 
 __all__ = ["BatchOptions", "BatchResult", "run_batch"]
 
@@ -194,8 +195,21 @@ def run_batch(options: BatchOptions) -> BatchResult:
         raise UsageError("--workers must be at least 1")
     in_dir, out_dir = _check_folders(options)
     rules_text, _ = load_rules_text(options.rules_path)
+    try:
+        segmenter = SegmenterSpec.from_config()
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"nerve segmenter configuration: {exc}") from None
+    logger.info(
+        "nerve segmenter: %s%s", segmenter.kind,
+        f" ({segmenter.model} {segmenter.model_sha256[:12]})" if segmenter.model_sha256 else
+        (f" unavailable, classical used: {segmenter.unavailable}" if segmenter.unavailable else ""),
+    )
     settings = RunSettings(
-        rules_text=rules_text, protocol=options.protocol, overlays=options.overlays, pseudonym_key=options.pseudonym_key
+        rules_text=rules_text,
+        protocol=options.protocol,
+        segmenter=segmenter,
+        overlays=options.overlays,
+        pseudonym_key=options.pseudonym_key,
     )
     state = out_dir / STATE_DIR
     state.mkdir(parents=True, exist_ok=True)

@@ -2,10 +2,13 @@
 
 :class:`RunSettings` travels with each study task to the worker (a local
 process or a Dask worker on another machine), so the worker needs nothing
-but the input files: the protocol rules go as YAML text, not as a path.
-Its :attr:`~RunSettings.fingerprint` is stored in each study's record; a
-rerun with other settings (rules, forced protocol, pseudonym key, software
-version) redoes every study.
+but the input files: the protocol rules go as YAML text, not as a path, and
+the nerve segmenter chosen where the run is set up (``configs/segmentation.yaml``
+and its environment overrides, as for ``mskus analyze``) goes as a
+:class:`~pipeline.segmentation.factory.SegmenterSpec` that pins the model's
+SHA-256. Its :attr:`~RunSettings.fingerprint` is stored in each study's
+record; a rerun with other settings (rules, forced protocol, segmenter or
+model, pseudonym key, software version) redoes every study.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import yaml
 from pipeline import __version__
 from pipeline.errors import UsageError
 from pipeline.protocols import DEFAULT_PROTOCOLS_PATH, Protocol, ProtocolRules
+from pipeline.segmentation.factory import SegmenterSpec
 
 __all__ = ["RunSettings", "load_rules_text", "rules_from_text"]
 
@@ -62,6 +66,8 @@ class RunSettings:
         Protocol rules YAML (validated).
     protocol : str or None
         Forced protocol (``nerve`` / ``muscle``), else chosen by the rules.
+    segmenter : SegmenterSpec
+        The nerve segmenter every worker builds.
     overlays : bool
         Write a QA overlay PNG per analysed frame.
     pseudonym_key : bytes or None
@@ -72,6 +78,7 @@ class RunSettings:
 
     rules_text: str
     protocol: str | None = None
+    segmenter: SegmenterSpec = field(default_factory=SegmenterSpec)
     overlays: bool = True
     pseudonym_key: bytes | None = field(default=None, repr=False)
     software_version: str = __version__
@@ -99,6 +106,7 @@ class RunSettings:
                 "version": self.software_version,
                 "rules": hashlib.sha256(self.rules_text.encode("utf-8")).hexdigest(),
                 "protocol": self.protocol,
+                "segmenter": self.segmenter.key,
                 "key": self.key_id,
             },
             sort_keys=True,

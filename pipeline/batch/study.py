@@ -43,7 +43,7 @@ from pipeline.batch.tables import MEASUREMENT_COLUMNS, ErrorRow, ImageContext, m
 from pipeline.errors import MskusInputError
 from pipeline.loading import UltrasoundImage, validate_dataset
 from pipeline.protocols import ProtocolRules, laterality_of
-from pipeline.segmentation import ClassicalNerveSegmenter
+from pipeline.segmentation import ModelMismatchError, NerveSegmenter, SegmenterSpec
 from pipeline.sr.sop import SR_SOP_CLASSES, build_measurement_report, header_dataset, report_file_name
 
 __all__ = ["StudyOutcome", "VersionMismatchError", "derived_uid", "process_study"]
@@ -55,7 +55,7 @@ _STATUS = MEASUREMENT_COLUMNS.index("status")
 
 
 class VersionMismatchError(RuntimeError):
-    """A worker runs another mskus version than the coordinator."""
+    """A worker runs another mskus version, or has another nerve model, than the coordinator."""
 
 
 @dataclass(frozen=True)
@@ -96,9 +96,10 @@ def _rules(text: str) -> ProtocolRules:
     return rules_from_text(text)
 
 
-@functools.lru_cache(maxsize=1)
-def _segmenter() -> ClassicalNerveSegmenter:
-    return ClassicalNerveSegmenter()
+@functools.lru_cache(maxsize=2)
+def _segmenter(spec: SegmenterSpec) -> NerveSegmenter:
+    """The run's segmenter, built once per worker process (loading a model takes ~0.1 s)."""
+    return spec.build()
 
 
 def _slim(frame: FrameResult) -> FrameResult:
@@ -151,7 +152,7 @@ def _analyse_image(image: UltrasoundImage, task: StudyTask, parts: _StudyParts, 
     frames: list[FrameResult] = []
     try:
         for frame in image.iter_frames():
-            result = analyze_frame(frame, choice, laterality, segmenter=_segmenter())
+            result = analyze_frame(frame, choice, laterality, segmenter=_segmenter(settings.segmenter))
             if settings.overlays:
                 parts.overlays.append(
                     write_overlay(task.out_dir, task.study_uid, frame, result, tissue_only=settings.pseudonymize)
@@ -261,7 +262,7 @@ def _write_report(task: StudyTask, parts: _StudyParts, digest: str) -> str:
             parts.results,
             parts.headers,
             previous=previous,
-            segmenter=_segmenter(),
+            segmenter=_segmenter(settings.segmenter),
             series_instance_uid=series_uid,
             sop_instance_uid=sop_uid,
         )
@@ -292,6 +293,10 @@ def _check_version(settings: RunSettings) -> None:
         raise VersionMismatchError(
             f"worker {socket.gethostname()} runs mskus {__version__}, the coordinator mskus {settings.software_version}"
         )
+    try:
+        _segmenter(settings.segmenter)
+    except ModelMismatchError as exc:
+        raise VersionMismatchError(f"worker {socket.gethostname()}: {exc}") from None
 
 
 def process_study(task: StudyTask) -> StudyOutcome:
@@ -310,7 +315,7 @@ def process_study(task: StudyTask) -> StudyOutcome:
     Raises
     ------
     VersionMismatchError
-        This worker's mskus version differs from the coordinator's.
+        This worker's mskus version or nerve model differs from the coordinator's.
     OSError
         The output folder cannot be written.
     """

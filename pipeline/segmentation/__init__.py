@@ -4,7 +4,9 @@ from pipeline.segmentation.base import NerveSegmentation, NerveSegmenter, RimFea
 from pipeline.segmentation.classical_nerve import ClassicalNerveParameters, ClassicalNerveSegmenter
 from pipeline.segmentation.factory import (
     ClassicalFallbackSegmenter,
+    ModelMismatchError,
     SegmentationConfig,
+    SegmenterSpec,
     default_segmenter,
     load_segmentation_config,
     make_segmenter,
@@ -25,11 +27,13 @@ __all__ = [
     "ClassicalNerveSegmenter",
     "LearnedNerveParameters",
     "LearnedNerveSegmenter",
+    "ModelMismatchError",
     "NerveNet",
     "NerveSegmentation",
     "NerveSegmenter",
     "RimFeatures",
     "SegmentationConfig",
+    "SegmenterSpec",
     "default_segmenter",
     "load_segmentation_config",
     "make_segmenter",

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -36,7 +38,9 @@ __all__ = [
     "DEFAULT_SEGMENTATION_CONFIG",
     "KINDS",
     "ClassicalFallbackSegmenter",
+    "ModelMismatchError",
     "SegmentationConfig",
+    "SegmenterSpec",
     "default_segmenter",
     "load_segmentation_config",
     "make_segmenter",
@@ -59,6 +63,8 @@ class ClassicalFallbackSegmenter(ClassicalNerveSegmenter):
     ----------
     requested : str
         The kind that was configured (``learned`` or ``auto``).
+    reason : str
+        Why the model could not be used.
     fallback_note : str
         Why the classical segmenter is used; written into the SR.
     """
@@ -66,6 +72,7 @@ class ClassicalFallbackSegmenter(ClassicalNerveSegmenter):
     def __init__(self, requested: str, reason: str, parameters: ClassicalNerveParameters | None = None) -> None:
         super().__init__(parameters)
         self.requested = requested
+        self.reason = reason
         self.fallback_note = f"{requested} segmenter unavailable ({reason}): classical segmenter used"
 
 
@@ -183,7 +190,7 @@ def make_segmenter(
 
     learned_params = _parameters(LearnedNerveParameters, cfg.learned, "learned")
     auto_params = _parameters(AutoNerveParameters, cfg.auto, "auto")
-    model_path = _resolve(model) if model is not None else cfg.model
+    model_path = _resolve(model if model is not None else cfg.model)
     try:
         net = NerveNet(model_path)
     except FileNotFoundError:
@@ -208,3 +215,97 @@ def default_segmenter() -> NerveSegmenter:
     """The configured segmenter, built once per process (and per configuration/environment)."""
     key = (os.environ.get(ENV_CONFIG, ""), os.environ.get(ENV_KIND, ""), os.environ.get(ENV_MODEL, ""))
     return _cached(key)
+
+
+class ModelMismatchError(RuntimeError):
+    """This process's model file is not the one a run was set up with."""
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class SegmenterSpec:
+    """A segmenter choice that travels to another process or machine (``mskus batch`` workers).
+
+    Build it where the run is set up (:meth:`from_config`); every worker then
+    builds the same segmenter with :meth:`build`, whatever its own
+    ``configs/segmentation.yaml`` or environment says.
+
+    Attributes
+    ----------
+    kind : str
+        ``classical``, ``learned`` or ``auto``.
+    model : str
+        The ONNX file as configured: relative to the repository root when it
+        lies inside it, so that a worker finds its own copy ('' for classical).
+    model_sha256 : str
+        SHA-256 of the model file where the run was set up; '' when there
+        was no usable model there (then every worker uses the classical
+        fallback too, with the same note).
+    parameters : str
+        ``learned`` and ``auto`` overrides as canonical JSON.
+    unavailable : str
+        Why the model could not be used where the run was set up ('' when it could).
+    """
+
+    kind: str = "classical"
+    model: str = ""
+    model_sha256: str = ""
+    parameters: str = "{}"
+    unavailable: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown nerve segmenter {self.kind!r} (choose one of {', '.join(KINDS)})")
+
+    @classmethod
+    def from_config(cls, config: SegmentationConfig | None = None) -> SegmenterSpec:
+        """The spec of ``config`` (default: the configured one, environment overrides included)."""
+        cfg = config or load_segmentation_config()
+        if cfg.segmenter == "classical":
+            return cls()
+        path = _resolve(cfg.model)
+        parameters = json.dumps({"learned": cfg.learned, "auto": cfg.auto}, sort_keys=True)
+        probe = make_segmenter(config=cfg)
+        if isinstance(probe, ClassicalFallbackSegmenter):
+            return cls(cfg.segmenter, _display(path), "", parameters, probe.reason)
+        return cls(cfg.segmenter, _display(path), _file_sha256(path), parameters)
+
+    @property
+    def key(self) -> str:
+        """What of the choice changes results (for run fingerprints)."""
+        return json.dumps(
+            {"kind": self.kind, "model_sha256": self.model_sha256, "parameters": self.parameters},
+            sort_keys=True,
+        )
+
+    def build(self) -> NerveSegmenter:
+        """The segmenter this spec describes.
+
+        Raises
+        ------
+        ModelMismatchError
+            The model file here is missing or differs from the one the spec was made with.
+        """
+        if self.kind == "classical":
+            return ClassicalNerveSegmenter()
+        if not self.model_sha256:
+            return ClassicalFallbackSegmenter(self.kind, self.unavailable or "model unavailable")
+        path = _resolve(self.model)
+        try:
+            local = _file_sha256(path)
+        except OSError as exc:
+            raise ModelMismatchError(f"model {self.model} not readable here: {exc.strerror or exc}") from None
+        if local != self.model_sha256:
+            raise ModelMismatchError(
+                f"model {self.model} here has SHA-256 {local[:12]}, the run was set up with {self.model_sha256[:12]}"
+            )
+        data = json.loads(self.parameters)
+        cfg = SegmentationConfig(self.kind, path, data.get("learned", {}), data.get("auto", {}), source="run settings")
+        return make_segmenter(config=cfg)
