@@ -24,6 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from pipeline.geometry import polygon_mask
 from training.evaluate_nerve import USGRA, all_names, load_example
 
 REPO = Path(__file__).resolve().parents[1]
@@ -99,8 +100,7 @@ def synthetic_examples(n: int, base: int, seed: int) -> list[Example]:
 
 
 def _fill(labels: np.ndarray, contour: np.ndarray, value: int) -> None:
-    pts = np.round(contour * 16).astype(np.int32)
-    cv2.fillPoly(labels, [pts], value, lineType=cv2.LINE_8, shift=4)
+    labels[polygon_mask(contour, labels.shape)] = value
 
 
 def augment(ex: Example, size: int, rng: np.random.Generator, strength: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

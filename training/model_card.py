@@ -145,7 +145,9 @@ Not a medical device; measurements are for research and need review.
 
 Computed with the OpenCV inference code at full image resolution (`training/evaluate_nerve.py`, which
 defines every figure). The images have no pixel size: figures are in pixels; the classical segmenter gets
-a nominal 0.07 mm/px for its size priors (as in `benchmarks/accuracy.py`). True nerve regions smaller
+a nominal 0.07 mm/px for its size priors (as in `benchmarks/accuracy.py`). A reported contour counts as
+the pixels whose centres lie inside it (`pipeline.geometry.polygon_mask`; figures recorded before
+2026-11-26 used `cv2.fillPoly`, which also counts the pixels the outline touches). True nerve regions smaller
 than 0.1 % of the image are ignored. `tests/test_learned_nerve.py` checks that the committed file
 reproduces the learned figures.
 

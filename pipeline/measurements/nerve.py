@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 
 from pipeline.calibration import FrameCalibration
-from pipeline.geometry import polygon_area, polygon_perimeter
+from pipeline.geometry import polygon_area, polygon_mask, polygon_perimeter
 from pipeline.measurements.echogenicity import EchogenicityStats, echogenicity_stats
 
 __all__ = ["NerveMeasurement", "contour_mask", "measure_nerve"]
@@ -74,11 +73,7 @@ def _moment_axes(points: np.ndarray) -> tuple[float, float]:
 
 def contour_mask(contour_px: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Boolean mask of the pixels whose centres lie inside the contour."""
-    mask = np.zeros(shape, dtype=np.uint8)
-    # Sub-pixel vertices: OpenCV's fixed-point shift keeps 1/16 pixel.
-    pts = np.round(np.asarray(contour_px) * 16).astype(np.int32)
-    cv2.fillPoly(mask, [pts], 1, lineType=cv2.LINE_8, shift=4)
-    return mask.astype(bool)
+    return polygon_mask(np.asarray(contour_px, dtype=np.float64), shape)
 
 
 def measure_nerve(

@@ -38,7 +38,7 @@ from skimage.measure import find_contours
 
 from pipeline.calibration import PixelBox
 from pipeline.crop import Crop
-from pipeline.geometry import polygon_area
+from pipeline.geometry import polygon_area, polygon_mask
 from pipeline.segmentation.base import NerveSegmentation, RimFeatures
 from pipeline.segmentation.classical_nerve import ClassicalNerveParameters, ClassicalNerveSegmenter
 
@@ -540,13 +540,6 @@ def _dice(a: np.ndarray, b: np.ndarray) -> float:
     return 2.0 * int((a & b).sum()) / total if total else 0.0
 
 
-def _polygon_mask(contour: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    mask = np.zeros(shape, dtype=np.uint8)
-    pts = np.round(np.asarray(contour) * 16).astype(np.int32)
-    cv2.fillPoly(mask, [pts], 1, lineType=cv2.LINE_8, shift=4)
-    return mask.astype(bool)
-
-
 class _ProposalTracer(ClassicalNerveSegmenter):
     """The classical segmenter with its ring-filter candidates replaced by one proposal ``(x, y, r)``."""
 
@@ -656,7 +649,7 @@ class AutoNerveSegmenter:
                 stats["unrefined"] += 1
         if not out and s.classical_fallback:
             for seg in self.classical.segment(gray, tissue_box, mm_per_px=mm_per_px, exclude=exclude):
-                mask = _polygon_mask(crop.from_frame(seg.contour_px), roi.shape)
+                mask = polygon_mask(crop.from_frame(seg.contour_px), roi.shape)
                 nerve_prob = float(frame.probabilities[NERVE][mask].mean()) if mask.any() else 0.0
                 scaled = dataclasses.replace(seg, confidence=float(seg.confidence) * 0.5 * (1.0 + nerve_prob))
                 if accept(scaled, mask):
@@ -718,7 +711,7 @@ class AutoNerveSegmenter:
         contour_crop = crop.from_frame(seg.contour_px)
         if polygon_area(contour_crop) < 4:
             return None
-        mask = _polygon_mask(contour_crop, region.mask.shape)
+        mask = polygon_mask(contour_crop, region.mask.shape)
         area = float(mask.sum())
         inside = float((mask & region.mask).sum()) / max(area, 1.0)
         agrees = _dice(mask, region.mask) >= s.min_agreement or (
