@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import csv
+import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -24,6 +26,7 @@ from pipeline.batch.progress import BatchProgress
 from pipeline.batch.pseudonym import Pseudonymizer
 from pipeline.batch.tables import ERROR_COLUMNS, MEASUREMENT_COLUMNS, SUMMARY_COLUMNS, ErrorRow
 from pipeline.errors import UsageError
+from pipeline.segmentation.learned_nerve import DEFAULT_MODEL_PATH
 from pipeline.sr.reader import read_measurement_report
 from tests.conftest import SAMPLE_DATA
 
@@ -442,6 +445,9 @@ def test_changed_input_redoes_only_its_study_and_supersedes_the_sr(small_cohort,
     os.utime(target, ns=(time.time_ns(), time.time_ns() + 10**9))
     again = run_batch(BatchOptions(small_cohort, out, workers=1, overlays=False, progress_bar=False))
     assert (again.studies_skipped, again.studies_analysed) == (3, 0)
+    manifest = json.loads((out / ".mskus-batch" / "manifest.json").read_text())
+    assert manifest["nerve_segmenter"]["kind"] == "learned"
+    assert manifest["nerve_segmenter"]["model_sha256"] == hashlib.sha256(DEFAULT_MODEL_PATH.read_bytes()).hexdigest()
 
     # Changed content: that study only, and its new SR lists the old one as predecessor.
     ds = pydicom.dcmread(target)
@@ -512,6 +518,9 @@ def test_batch_uses_the_configured_segmenter_and_redoes_studies_when_it_changes(
     assert area(learned_rows) and area(learned_rows) != area(classical_rows)
     again = run_batch(BatchOptions(small_cohort, out, workers=1, overlays=False, progress_bar=False))
     assert (again.studies_skipped, again.studies_analysed) == (3, 0)
+    manifest = json.loads((out / ".mskus-batch" / "manifest.json").read_text())
+    assert manifest["nerve_segmenter"]["kind"] == "learned"
+    assert manifest["nerve_segmenter"]["model_sha256"] == hashlib.sha256(DEFAULT_MODEL_PATH.read_bytes()).hexdigest()
 
     # No model where the run is set up: every worker uses the classical fallback, and the SR says so.
     monkeypatch.setenv(ENV_MODEL, str(tmp_path / "missing.onnx"))

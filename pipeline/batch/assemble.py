@@ -114,6 +114,12 @@ def assemble_outputs(
         "software_version": settings.software_version,
         "settings_fingerprint": settings.fingerprint,
         "protocol": settings.protocol,
+        "nerve_segmenter": {
+            "kind": settings.segmenter.kind,
+            "model": settings.segmenter.model,
+            "model_sha256": settings.segmenter.model_sha256,
+            "unavailable": settings.segmenter.unavailable,
+        },
         "pseudonymized": settings.pseudonymize,
         "pseudonym_key_id": settings.key_id,
         "overlays": settings.overlays,
