@@ -542,6 +542,8 @@ def test_a_worker_with_another_model_refuses_the_study(small_cohort, tmp_path):
     spec = SegmenterSpec("learned", "models/nerve_unet.onnx", "0" * 64, "{}")
     with pytest.raises(ModelMismatchError, match="the run was set up with 000000000000"):
         spec.build()
+    with pytest.raises(ModelMismatchError, match="not usable here: model file not found"):
+        SegmenterSpec("auto", str(tmp_path / "absent.onnx"), "0" * 64, "{}").build()
     settings = RunSettings(rules_text=load_rules_text(None)[0], segmenter=spec, overlays=False)
     path = next(small_cohort.rglob("*.dcm"))
     st = path.stat()

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import logging
 import os
@@ -221,14 +220,6 @@ class ModelMismatchError(RuntimeError):
     """This process's model file is not the one a run was set up with."""
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 @dataclass(frozen=True)
 class SegmenterSpec:
     """A segmenter choice that travels to another process or machine (``mskus batch`` workers).
@@ -275,7 +266,7 @@ class SegmenterSpec:
         probe = make_segmenter(config=cfg)
         if isinstance(probe, ClassicalFallbackSegmenter):
             return cls(cfg.segmenter, _display(path), "", parameters, probe.reason)
-        return cls(cfg.segmenter, _display(path), _file_sha256(path), parameters)
+        return cls(cfg.segmenter, _display(path), probe.net.sha256, parameters)  # type: ignore[attr-defined]
 
     @property
     def key(self) -> str:
@@ -297,15 +288,16 @@ class SegmenterSpec:
             return ClassicalNerveSegmenter()
         if not self.model_sha256:
             return ClassicalFallbackSegmenter(self.kind, self.unavailable or "model unavailable")
-        path = _resolve(self.model)
-        try:
-            local = _file_sha256(path)
-        except OSError as exc:
-            raise ModelMismatchError(f"model {self.model} not readable here: {exc.strerror or exc}") from None
+        data = json.loads(self.parameters)
+        cfg = SegmentationConfig(
+            self.kind, _resolve(self.model), data.get("learned", {}), data.get("auto", {}), source="run settings"
+        )
+        segmenter = make_segmenter(config=cfg)
+        if isinstance(segmenter, ClassicalFallbackSegmenter):
+            raise ModelMismatchError(f"model {self.model} not usable here: {segmenter.reason}")
+        local = segmenter.net.sha256  # type: ignore[attr-defined]
         if local != self.model_sha256:
             raise ModelMismatchError(
                 f"model {self.model} here has SHA-256 {local[:12]}, the run was set up with {self.model_sha256[:12]}"
             )
-        data = json.loads(self.parameters)
-        cfg = SegmentationConfig(self.kind, path, data.get("learned", {}), data.get("auto", {}), source="run settings")
-        return make_segmenter(config=cfg)
+        return segmenter
