@@ -445,9 +445,6 @@ def test_changed_input_redoes_only_its_study_and_supersedes_the_sr(small_cohort,
     os.utime(target, ns=(time.time_ns(), time.time_ns() + 10**9))
     again = run_batch(BatchOptions(small_cohort, out, workers=1, overlays=False, progress_bar=False))
     assert (again.studies_skipped, again.studies_analysed) == (3, 0)
-    manifest = json.loads((out / ".mskus-batch" / "manifest.json").read_text())
-    assert manifest["nerve_segmenter"]["kind"] == "learned"
-    assert manifest["nerve_segmenter"]["model_sha256"] == hashlib.sha256(DEFAULT_MODEL_PATH.read_bytes()).hexdigest()
 
     # Changed content: that study only, and its new SR lists the old one as predecessor.
     ds = pydicom.dcmread(target)
