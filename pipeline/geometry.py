@@ -61,7 +61,14 @@ def polygon_mask(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     start = np.clip(np.ceil(xa), 0, cols).astype(np.int64)
     end = np.clip(np.ceil(xb), 0, cols).astype(np.int64)
     span = end > start
-    runs = np.zeros((rows, cols + 1), dtype=np.int32)
-    np.add.at(runs, (row[span], start[span]), 1)
-    np.add.at(runs, (row[span], end[span]), -1)
-    return np.cumsum(runs[:, :cols], axis=1) > 0
+    if not span.any():
+        return mask
+    row, start, end = row[span], start[span], end[span]
+    # Work in the polygon's bounding box only: a nerve is a small part of the frame.
+    r0, r1 = int(row.min()), int(row.max()) + 1
+    c0, c1 = int(start.min()), int(end.max())
+    runs = np.zeros((r1 - r0, c1 - c0 + 1), dtype=np.int32)
+    np.add.at(runs, (row - r0, start - c0), 1)
+    np.add.at(runs, (row - r0, end - c0), -1)
+    mask[r0:r1, c0:c1] = np.cumsum(runs[:, :-1], axis=1) > 0
+    return mask
