@@ -24,7 +24,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from pipeline.geometry import polygon_mask
 from training.evaluate_nerve import USGRA, all_names, load_example
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,7 +99,11 @@ def synthetic_examples(n: int, base: int, seed: int) -> list[Example]:
 
 
 def _fill(labels: np.ndarray, contour: np.ndarray, value: int) -> None:
-    labels[polygon_mask(contour, labels.shape)] = value
+    # cv2.fillPoly (it also paints the pixels the outline touches, unlike
+    # pipeline.geometry.polygon_mask) is what model 1.2 was trained with: kept so
+    # the script reproduces the committed model.
+    pts = np.round(contour * 16).astype(np.int32)
+    cv2.fillPoly(labels, [pts], value, lineType=cv2.LINE_8, shift=4)
 
 
 def augment(ex: Example, size: int, rng: np.random.Generator, strength: float = 1.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -199,11 +199,10 @@ def run_batch(options: BatchOptions) -> BatchResult:
         segmenter = SegmenterSpec.from_config()
     except (OSError, ValueError) as exc:
         raise UsageError(f"nerve segmenter configuration: {exc}") from None
-    logger.info(
-        "nerve segmenter: %s%s", segmenter.kind,
-        f" ({segmenter.model} {segmenter.model_sha256[:12]})" if segmenter.model_sha256 else
-        (f" unavailable, classical used: {segmenter.unavailable}" if segmenter.unavailable else ""),
-    )
+    if segmenter.unavailable:
+        logger.info("nerve segmenter: %s unavailable, classical used: %s", segmenter.kind, segmenter.unavailable)
+    else:
+        logger.info("nerve segmenter: %s %s %s", segmenter.kind, segmenter.model, segmenter.model_sha256[:12])
     settings = RunSettings(
         rules_text=rules_text,
         protocol=options.protocol,
