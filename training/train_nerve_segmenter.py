@@ -82,6 +82,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--synthetic-per-epoch", type=int, default=48)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument(
+        "--ema-decay", type=float, default=0.0,
+        help="export an exponential moving average of the weights and BN statistics over the steps "
+        "(e.g. 0.998; 0: the last step's weights, as model 1.2)",
+    )
+    p.add_argument("--elastic", type=float, default=0.0, help="probability of an elastic deformation per view")
+    p.add_argument(
+        "--synthetic-labels", choices=["fillpoly", "centre"], default="fillpoly",
+        help="rasterisation of the synthetic labels: cv2.fillPoly (as model 1.2) or pixel centres inside the contour",
+    )
+    p.add_argument(
         "--threads", type=int, default=1,
         help="CPU threads (1 is the robust choice on a shared 2-core machine: oversubscribed threads are much slower)",
     )
@@ -103,10 +113,12 @@ def to_input(img: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return normalize_input(img, valid)
 
 
-def batch_tensors(examples: list[Example], size: int, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def batch_tensors(
+    examples: list[Example], size: int, rng: np.random.Generator, elastic: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     xs, ys = [], []
     for ex in examples:
-        img, lab, valid = augment(ex, size, rng)
+        img, lab, valid = augment(ex, size, rng, elastic=elastic)
         xs.append(to_input(img, valid))
         ys.append(lab)
     x = torch.from_numpy(np.stack(xs)[:, None])
@@ -150,6 +162,11 @@ def torch_validation(model: torch.nn.Module, val: list[Example], size: int, devi
                 dices[c].append(2.0 * (p & t).sum() / (p.sum() + t.sum()))
     model.train()
     return {"nerve_dice@S": float(np.mean(dices[1])), "vessel_dice@S": float(np.mean(dices[2]))}
+
+
+def final(model: torch.nn.Module, ema: torch.optim.swa_utils.AveragedModel | None) -> torch.nn.Module:
+    """The network to evaluate and export: the weight average when one is kept."""
+    return model if ema is None else ema.module
 
 
 def export_onnx(model: torch.nn.Module, path: Path, size: int) -> None:
@@ -211,7 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.time()
     train_real = load_real(train_names, base)
     val_real = load_real(val_names, base)
-    synthetic = synthetic_examples(args.synthetic, base, seed=args.seed + 1000)
+    synthetic = synthetic_examples(
+        args.synthetic, base, seed=args.seed + 1000, centre_inside_labels=args.synthetic_labels == "centre"
+    )
     data_s = time.time() - t0
     print(f"data: {len(train_real)} real + {len(synthetic)} synthetic training images ({data_s:.0f} s)", flush=True)
 
@@ -228,6 +247,13 @@ def main(argv: list[str] | None = None) -> int:
     schedule = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.15
     )
+    # The weights exported are an exponential moving average over the steps
+    # (batch-norm statistics included): a cheap ensemble of the last epochs.
+    ema = None
+    if args.ema_decay > 0:
+        ema = torch.optim.swa_utils.AveragedModel(
+            model, multi_avg_fn=torch.optim.swa_utils.get_ema_multi_avg_fn(args.ema_decay), use_buffers=True
+        )
     history = []
     t_train = time.time()
     for epoch in range(1, args.epochs + 1):
@@ -239,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             chunk = [pool[i] for i in order[step * args.batch : (step + 1) * args.batch]]
             if len(chunk) < 2:
                 continue
-            x, y = batch_tensors(chunk, args.size, rng)
+            x, y = batch_tensors(chunk, args.size, rng, elastic=args.elastic)
             x, y = x.to(device), y.to(device)
             if device.type == "cpu":
                 x = x.contiguous(memory_format=torch.channels_last)
@@ -251,15 +277,18 @@ def main(argv: list[str] | None = None) -> int:
             loss.backward()
             optimizer.step()
             schedule.step()
+            if ema is not None:
+                ema.update_parameters(model)
             losses.append(loss.item())
         entry = {"epoch": epoch, "loss": float(np.mean(losses)), "seconds": time.time() - t_epoch}
         if epoch % args.eval_every == 0 or epoch == args.epochs:
-            entry.update(torch_validation(model, val_real, args.size, device))
+            entry.update(torch_validation(final(model, ema), val_real, args.size, device))
         history.append(entry)
         extra = "  ".join(f"{k} {v:.3f}" for k, v in entry.items() if k.endswith("@S"))
         print(f"epoch {epoch:3d}/{args.epochs}  loss {entry['loss']:.4f}  {entry['seconds']:.1f} s  {extra}", flush=True)
     train_s = time.time() - t_train
 
+    model = final(model, ema)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = args.out_dir / f"{MODEL_NAME}.onnx"
     export_onnx(model, onnx_path, args.size)
@@ -293,12 +322,19 @@ def main(argv: list[str] | None = None) -> int:
             "batch": args.batch,
             "optimizer": f"AdamW lr {args.lr} (one-cycle), weight decay {args.weight_decay}",
             "loss": "cross-entropy + soft Dice (nerve, vessel)",
+            "weights": (
+                f"exponential moving average over steps, decay {args.ema_decay} (BN statistics included)"
+                if args.ema_decay > 0 else "last step"
+            ),
             "real_images": len(train_real),
             "synthetic_images": len(synthetic),
             "synthetic_per_epoch": args.synthetic_per_epoch,
             "augmentation": "scale 0.75-1.35, shift, rotation +-10 deg, left-right flip; gain 0.7-1.35, contrast "
             "0.7-1.4, gamma 0.6-1.6, depth gain ramp +-17 %, speckle-like multiplicative noise, additive noise, "
-            "blur sigma 0.4-1.3 px or sharpening",
+            "blur sigma 0.4-1.3 px or sharpening"
+            + (f"; elastic deformation (up to 2.5 % of the input, correlation S/10) with p = {args.elastic}" if args.elastic > 0 else "")
+            + ("; synthetic labels: pixels whose centres lie inside the contour"
+               if args.synthetic_labels == "centre" else "; synthetic labels rasterised with cv2.fillPoly"),
             "device": str(device),
             "bf16_autocast": use_bf16,
             "threads": args.threads,

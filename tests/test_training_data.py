@@ -1,0 +1,56 @@
+"""Training-data helpers of the nerve segmenter (no torch needed)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from training.data import Example, augment, elastic_field, synthetic_examples
+
+
+def _disk_example(size: int = 200, radius: float = 30.0) -> Example:
+    yy, xx = np.mgrid[:size, :size]
+    disk = (xx - size / 2) ** 2 + (yy - size / 2) ** 2 <= radius**2
+    image = np.where(disk, 60.0, 140.0).astype(np.float32)
+    return Example("disk", image, disk.astype(np.uint8), synthetic=True)
+
+
+def test_elastic_field_is_a_small_smooth_displacement():
+    rng = np.random.default_rng(3)
+    map_x, map_y = elastic_field(128, rng)
+    grid = np.arange(128, dtype=np.float32)
+    dx, dy = map_x - grid[None, :], map_y - grid[:, None]
+    assert 0.0 < np.abs(dx).max() <= 0.025 * 128 + 1e-3
+    assert 0.0 < np.abs(dy).max() <= 0.025 * 128 + 1e-3
+    # smooth: neighbouring pixels move almost alike (no tearing of outlines)
+    assert np.abs(np.diff(dx, axis=1)).max() < 0.2 and np.abs(np.diff(dy, axis=0)).max() < 0.2
+
+
+def test_elastic_augmentation_bends_but_keeps_the_labelled_shape():
+    example = _disk_example()
+    plain = augment(example, 128, np.random.default_rng(7))
+    bent = augment(example, 128, np.random.default_rng(7), elastic=1.0)
+    assert plain[1].shape == bent[1].shape == (128, 128)
+    # same affine view (its draws come first): the field moves the disk a little, its size stays
+    assert (plain[1] != bent[1]).any()
+    assert abs(int(bent[1].sum()) - int(plain[1].sum())) < 0.1 * plain[1].sum()
+    assert set(np.unique(bent[1])) <= {0, 1}
+    # the image follows the labels: the dark disk is where the label is
+    image, labels = bent[0], bent[1].astype(bool)
+    assert image[labels].mean() < image[~labels & bent[2]].mean()
+
+
+def test_elastic_off_draws_nothing_from_the_generator():
+    """elastic=0 (the default) leaves the random stream of model 1.2's recipe untouched."""
+    example = _disk_example()
+    a = augment(example, 96, np.random.default_rng(11))
+    b = augment(example, 96, np.random.default_rng(11), elastic=0.0)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_centre_inside_synthetic_labels_are_smaller_than_fillpoly():
+    touched = synthetic_examples(2, 200, seed=5)
+    centre = synthetic_examples(2, 200, seed=5, centre_inside_labels=True)
+    for t, c in zip(touched, centre):
+        assert np.array_equal(t.image, c.image)
+        # same scene; cv2.fillPoly also paints the pixels the outline touches
+        assert 0 < (c.labels == 1).sum() < (t.labels == 1).sum()
