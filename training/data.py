@@ -150,7 +150,7 @@ def augment(
 
 
 def elastic_field(size: int, rng: np.random.Generator, strength: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
-    """Sampling maps for :func:`cv2.remap`: a smooth random displacement of up to about 2 % of ``size``.
+    """Sampling maps for :func:`cv2.remap`: a smooth random displacement of at most 2.5 % of ``size``.
 
     Nerves and vessels are soft and change shape with probe pressure and
     position; a smooth field (Gaussian-filtered noise, correlation length
