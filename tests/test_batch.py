@@ -678,8 +678,6 @@ def test_progress_logs_plain_lines_without_a_terminal(caplog):
 
 def test_worker_reads_each_input_once_with_the_same_hash_pixels_and_reasons(tmp_path):
     """Hash and parse come from one memory map: same SHA-256, same frames, same refusal reasons as a plain read."""
-    import hashlib
-
     import numpy as np
 
     from pipeline.batch.reading import hash_and_read
