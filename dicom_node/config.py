@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -12,7 +13,19 @@ import yaml
 
 from pipeline.errors import UsageError
 
-__all__ = ["AllowedPeer", "Destination", "NodeConfig", "SendPolicy", "TlsConfig", "load_node_config", "parse_allow", "parse_destination"]
+__all__ = [
+    "AllowedPeer",
+    "Destination",
+    "NodeConfig",
+    "SendPolicy",
+    "TlsConfig",
+    "check_exposure",
+    "is_loopback_address",
+    "load_node_config",
+    "parse_allow",
+    "parse_destination",
+    "startup_notes",
+]
 
 DEFAULT_NODE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "node.yaml"
 _AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # printable, no backslash, at most 16
@@ -90,6 +103,8 @@ class NodeConfig:
     key_images: bool = False
     send: SendPolicy = field(default_factory=SendPolicy)
     tls: TlsConfig | None = None
+    #: An empty ``allow`` list on an address beyond loopback is refused unless this says it is meant.
+    allow_any_peer: bool = False
 
     def __post_init__(self) -> None:
         _check_ae(self.ae_title, "ae_title")
@@ -109,6 +124,58 @@ class NodeConfig:
         return any(peer.matches(ae_title, host) for peer in self.allow)
 
 
+def is_loopback_address(address: str) -> bool:
+    """Whether ``address`` (an IP address or ``localhost``) is reachable from this machine only.
+
+    A host name other than ``localhost`` counts as beyond loopback: it may
+    resolve to any interface. ``0.0.0.0`` and ``::`` (every interface) are beyond it.
+    """
+    text = str(address).strip().strip("[]")
+    if text.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(text).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(config: NodeConfig) -> None:
+    """Refuse to accept every caller on a network address unless the configuration says it is meant.
+
+    Raises
+    ------
+    UsageError
+        ``bind_address`` is beyond loopback, ``allow`` is empty and
+        ``allow_any_peer`` is not set.
+    """
+    if config.allow or config.allow_any_peer or is_loopback_address(config.bind_address):
+        return
+    raise UsageError(
+        f"listening on {config.bind_address} with an empty allow-list would accept every calling AE on the network: "
+        "list the callers (--allow AET[@HOST], or 'allow:' in the config), or pass --allow-any-peer "
+        "('allow_any_peer: true') if that is meant"
+    )
+
+
+def startup_notes(config: NodeConfig) -> tuple[str, ...]:
+    """What an operator should know about ``config`` when the node starts (empty when nothing stands out).
+
+    An empty allow-list (every calling AE title is accepted) and no
+    destination (results are only archived) are both valid settings, but
+    neither should go unnoticed.
+    """
+    notes = []
+    if not config.allow:
+        where = "on loopback only" if is_loopback_address(config.bind_address) else f"on {config.bind_address}"
+        notes.append(f"allow-list is empty: every calling AE title is accepted ({where}); restrict it with --allow AET[@HOST]")
+    if not config.destinations:
+        notes.append(
+            f"no destination configured: results stay in {Path(config.data_dir) / 'archive'} only; "
+            "add one with --destination AET@HOST:PORT"
+        )
+    return tuple(notes)
+
+
 def parse_allow(text: str) -> AllowedPeer:
     """``AET`` or ``AET@HOST`` from the command line."""
     ae, _, host = text.partition("@")
@@ -125,7 +192,7 @@ def parse_destination(text: str) -> Destination:
 
 def _from_mapping(data: Mapping[str, Any], source: str) -> NodeConfig:
     known = {"version", "ae_title", "bind_address", "port", "data_dir", "max_pdu", "require_called_ae_title", "allow",
-             "destinations", "quiet_seconds", "workers", "key_images", "send", "tls"}
+             "destinations", "quiet_seconds", "workers", "key_images", "send", "tls", "allow_any_peer"}
     unknown = set(data) - known
     if unknown:
         raise UsageError(f"{source}: unknown setting(s) {', '.join(sorted(unknown))}")
@@ -144,7 +211,7 @@ def _from_mapping(data: Mapping[str, Any], source: str) -> NodeConfig:
         if not isinstance(data["quiet_seconds"], (int, float)) or isinstance(data["quiet_seconds"], bool):
             raise UsageError(f"{source}: quiet_seconds must be a number")
         kwargs["quiet_seconds"] = float(data["quiet_seconds"])
-    for key in ("require_called_ae_title", "key_images"):
+    for key in ("require_called_ae_title", "key_images", "allow_any_peer"):
         if key in data:
             if not isinstance(data[key], bool):
                 raise UsageError(f"{source}: {key} must be true or false")

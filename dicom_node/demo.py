@@ -5,7 +5,10 @@
 3. Every file of ``sample_data/`` is sent to the node by C-STORE (in its own
    transfer syntax: JPEG Baseline and RLE stay compressed).
 4. The node analyses each study once it is quiet and sends the SR back.
-5. The SRs the PACS received are printed with ``mskus sr show``.
+5. The SRs the PACS received are printed as ``mskus sr show`` does, with the
+   sample file names in place of the SOP Instance UIDs the node knows them by,
+   in lines that fit a 100-column terminal (``mskus sr show --json FILE`` on a
+   received SR has every detail).
 
 Run with ``python -m dicom_node.demo [--out DIR]``.
 """
@@ -23,12 +26,15 @@ from pathlib import Path
 import pydicom
 from pynetdicom import AE, AllStoragePresentationContexts, evt
 
-from dicom_node.config import Destination, NodeConfig, SendPolicy
+from dicom_node.config import AllowedPeer, Destination, NodeConfig, SendPolicy
 from dicom_node.server import StorageNode
-from pipeline.cli import main as mskus_main
+from pipeline.commands.sr import TERMINAL_WIDTH, format_table
+from pipeline.sr.reader import read_measurement_report
 
 REPO = Path(__file__).resolve().parents[1]
 logger = logging.getLogger("mskus.demo")
+#: The demo's sending AE: the only caller the node accepts (an empty allow-list would accept anyone).
+DEMO_SCU = "DEMOSCU"
 
 
 def _start_pacs(folder: Path) -> tuple[object, int, list[Path]]:
@@ -51,7 +57,7 @@ def _start_pacs(folder: Path) -> tuple[object, int, list[Path]]:
 
 
 def _send_study_files(port: int, files: list[Path]) -> None:
-    ae = AE(ae_title="DEMOSCU")
+    ae = AE(ae_title=DEMO_SCU)
     datasets = [pydicom.dcmread(f) for f in files]
     for ds in datasets:
         ae.add_requested_context(ds.SOPClassUID, [str(ds.file_meta.TransferSyntaxUID)])
@@ -75,13 +81,17 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(args.out, ignore_errors=True)
     (args.out / "pacs").mkdir(parents=True)
     files = sorted((REPO / "sample_data").glob("*.dcm"))
-    studies = {pydicom.dcmread(f, stop_before_pixels=True).StudyInstanceUID for f in files}
+    headers = {f: pydicom.dcmread(f, stop_before_pixels=True) for f in files}
+    studies = {ds.StudyInstanceUID for ds in headers.values()}
+    # The node only knows the images by SOP Instance UID; the demo knows which sample file each was.
+    sample_names = {str(ds.SOPInstanceUID): f.name for f, ds in headers.items()}
 
     pacs, pacs_port, received = _start_pacs(args.out / "pacs")
     config = NodeConfig(
         port=0,
         data_dir=args.out / "node",
         quiet_seconds=1.0,
+        allow=(AllowedPeer(DEMO_SCU, "127.0.0.1"),),
         destinations=(Destination("DEMOPACS", "127.0.0.1", pacs_port),),
         send=SendPolicy(backoff_seconds=1.0),
     )
@@ -104,7 +114,10 @@ def main(argv: list[str] | None = None) -> int:
         pacs.shutdown()
     for path in sorted(p for p in received if p.name.startswith("SR_")):
         print(f"\n== SR received by the PACS: {path.name}")
-        mskus_main(["sr", "show", str(path)])
+        for line in format_table(read_measurement_report(path), width=TERMINAL_WIDTH, image_names=sample_names):
+            print(line)
+    print("\nEvery field of a report: .venv/bin/mskus sr show --json FILE")
+    print(f"The reports the PACS received: {args.out / 'pacs'}")
     return 0
 
 

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["NodeIndex", "OutboxItem", "OutboxState", "StoredInstance", "StudyState", "StudyRow"]
+__all__ = ["NodeIndex", "OutboxItem", "OutboxState", "ResultRow", "StoredInstance", "StudyState", "StudyRow"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS instances (
@@ -103,6 +103,18 @@ class StudyRow:
     instances: int
     last_received_at: float
     last_error: str
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """A result (SR, key image) archived by the node: which document, where, from which run."""
+
+    sop_instance_uid: str
+    study_uid: str
+    kind: str
+    path: str
+    run: int
+    created_at: float
 
 
 @dataclass(frozen=True)
@@ -247,6 +259,15 @@ class NodeIndex:
             (study_uid, kind),
         ).fetchone()
         return row[0] if row else None
+
+    def latest_result(self, study_uid: str, kind: str = "sr") -> ResultRow | None:
+        """The study's newest result of ``kind`` (the current report for ``"sr"``), or ``None``."""
+        row = self._connect().execute(
+            "SELECT sop_instance_uid, study_uid, kind, path, run, created_at FROM results "
+            "WHERE study_uid=? AND kind=? ORDER BY run DESC, created_at DESC LIMIT 1",
+            (study_uid, kind),
+        ).fetchone()
+        return ResultRow(*row) if row else None
 
     def add_result(self, sop_instance_uid: str, study_uid: str, kind: str, path: str, run: int,
                    destinations: list[str], *, now: float | None = None) -> None:

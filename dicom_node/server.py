@@ -35,7 +35,7 @@ from pydicom.uid import (
     RLELossless,
 )
 
-from dicom_node.config import NodeConfig
+from dicom_node.config import NodeConfig, check_exposure, startup_notes
 from dicom_node.handlers import NodeHandlers
 from dicom_node.index import NodeIndex
 from dicom_node.processing import StudyJob, StudyOutcome, process_study
@@ -113,7 +113,17 @@ class StorageNode:
         return ae
 
     def start(self) -> None:
-        """Recover unfinished work, then start receiving, processing and sending."""
+        """Recover unfinished work, then start receiving, processing and sending.
+
+        Raises
+        ------
+        pipeline.errors.UsageError
+            The node would accept every caller on a network address
+            (:func:`~dicom_node.config.check_exposure`).
+        """
+        check_exposure(self.config)
+        for note in startup_notes(self.config):
+            logger.warning("%s", note)
         recovered = self.index.reset_interrupted()
         if recovered:
             logger.info("event=recovered studies=%d", recovered)

@@ -15,15 +15,16 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from pipeline import __version__
+from pipeline.annotations import burned_in_annotation_mask
 from pipeline.calibration import CalibrationSource, FrameCalibration
 from pipeline.errors import CalibrationError, MskusInputError
 from pipeline.loading import UltrasoundFrame, UltrasoundImage, load_ultrasound
 from pipeline.measurements.echogenicity import colour_pixel_mask
-from pipeline.measurements.muscle import MuscleMeasurement, measure_muscle
+from pipeline.measurements.muscle import BoundaryFinder, MuscleMeasurement, measure_muscle
 from pipeline.measurements.nerve import NerveMeasurement, measure_nerve
 from pipeline.protocols import Laterality, Protocol, ProtocolChoice, ProtocolRules, laterality_of, load_protocol_rules
 from pipeline.segmentation import NerveSegmenter
-from pipeline.segmentation.factory import default_segmenter
+from pipeline.segmentation.factory import default_boundary_finder, default_segmenter
 
 __all__ = [
     "FrameResult",
@@ -129,10 +130,19 @@ def analyze_frame(
     laterality: Laterality,
     *,
     segmenter: NerveSegmenter,
+    boundary_finder: BoundaryFinder | None = None,
 ) -> FrameResult:
-    """Measure one frame with the chosen protocol."""
+    """Measure one frame with the chosen protocol.
+
+    ``boundary_finder`` proposes the muscle's boundary bands (the learned
+    aponeurosis finder); ``None``: the classical band search.
+    """
     cal = frame.calibration
-    exclude = colour_pixel_mask(frame.color)
+    # Never measured: colour Doppler pixels and burned-in text, calipers and markers.
+    exclude = burned_in_annotation_mask(frame.gray, cal.tissue_box)
+    colour = colour_pixel_mask(frame.color)
+    if colour is not None:
+        exclude |= colour
     base = dict(
         frame_index=frame.index, protocol=choice.protocol, site=choice.site, laterality=laterality, calibration=cal
     )
@@ -143,9 +153,18 @@ def analyze_frame(
         uncalibrated_note = cal.note
     scale = cal.mm_per_px if cal.is_calibrated else None
     if choice.protocol is Protocol.NERVE:
-        found = segmenter.segment(frame.gray, cal.tissue_box, mm_per_px=scale, exclude=exclude)
-        if not found:
+        candidates = segmenter.segment(frame.gray, cal.tissue_box, mm_per_px=scale, exclude=exclude)
+        if not candidates:
             return FrameResult(**base, reason="no nerve found: no structure with a bright rim around a non-anechoic interior")
+        # A segmenter with a calibrated confidence names a floor; below it a nerve is refused, not reported.
+        floor = float(getattr(segmenter, "min_confidence", 0.0))
+        found = [seg for seg in candidates if seg.confidence >= floor]
+        if not found:
+            best = max(seg.confidence for seg in candidates)
+            return FrameResult(
+                **base,
+                reason=f"no nerve found with confidence: best candidate {best:.2f}, below the floor {floor:.2f}",
+            )
         nerves: list[NerveMeasurement] = []
         refused: list[str] = []
         for seg in found:
@@ -165,6 +184,8 @@ def analyze_frame(
             mm_per_px_x=cal.mm_per_px_x,
             mm_per_px_y=cal.mm_per_px_y,
             exclude=exclude,
+            boundary_finder=boundary_finder,
+            site=choice.thickness_site,
         )
         if cal.is_calibrated:
             cal.check_measurement(muscle.caliper_px)
@@ -181,6 +202,7 @@ def analyze_image(
     segmenter: NerveSegmenter | None = None,
     frames: Iterable[int] | None = None,
     on_frame: Callable[[UltrasoundFrame, FrameResult], None] | None = None,
+    boundary_finder: BoundaryFinder | None = None,
 ) -> ImageResult:
     """Choose the protocol and measure every frame (or the given 0-based frames).
 
@@ -190,6 +212,8 @@ def analyze_image(
     rules = rules or load_protocol_rules()
     # The segmenter chosen in configs/segmentation.yaml (classical when the learned model is absent).
     segmenter = segmenter or default_segmenter()
+    # The muscle boundary finder of the same file (learned aponeurosis bands, or the classical search).
+    boundary_finder = boundary_finder or default_boundary_finder()
     common = dict(
         source_file=image.source,
         sop_instance_uid=image.sop_instance_uid,
@@ -206,7 +230,7 @@ def analyze_image(
     results = []
     try:
         for frame in image.iter_frames(frames):
-            frame_result = analyze_frame(frame, choice, laterality, segmenter=segmenter)
+            frame_result = analyze_frame(frame, choice, laterality, segmenter=segmenter, boundary_finder=boundary_finder)
             results.append(frame_result)
             if on_frame is not None:
                 on_frame(frame, frame_result)
@@ -221,6 +245,7 @@ def analyze_file(
     rules: ProtocolRules | None = None,
     protocol: Protocol | str | None = None,
     segmenter: NerveSegmenter | None = None,
+    boundary_finder: BoundaryFinder | None = None,
 ) -> ImageResult:
     """Load and analyse one file; refusals become an :class:`ImageResult` with ``error`` set."""
     try:
@@ -229,7 +254,7 @@ def analyze_file(
         return ImageResult(source_file=str(path), error=str(exc), error_code=exc.code)
     except OSError as exc:
         return ImageResult(source_file=str(path), error=f"cannot read file: {exc.strerror or exc}", error_code="unreadable")
-    return analyze_image(image, rules=rules, protocol=protocol, segmenter=segmenter)
+    return analyze_image(image, rules=rules, protocol=protocol, segmenter=segmenter, boundary_finder=boundary_finder)
 
 
 def _rows_for_frame(result: ImageResult, frame: FrameResult) -> Iterator[MeasurementRow]:

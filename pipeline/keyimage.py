@@ -29,6 +29,7 @@ __all__ = [
     "BANNER_TEXT",
     "SECONDARY_CAPTURE_IMAGE_STORAGE",
     "KeyImageWriter",
+    "LossyHistory",
     "add_banner",
     "build_key_image",
 ]
@@ -85,6 +86,83 @@ def add_banner(image_bgr: np.ndarray, text: str = BANNER_TEXT) -> np.ndarray:
             cv2.putText(band, part, (x, baseline_y), font, scale, colour, thick, cv2.LINE_AA)
             x += cv2.getTextSize(part, font, scale, thick)[0][0]
     return np.ascontiguousarray(np.vstack([band, image]))
+
+
+#: Transfer syntaxes that always discard information, with the Lossy Image Compression Method they imply.
+_ALWAYS_LOSSY = {
+    "1.2.840.10008.1.2.4.50": "ISO_10918_1",  # JPEG Baseline
+    "1.2.840.10008.1.2.4.51": "ISO_10918_1",  # JPEG Extended
+    "1.2.840.10008.1.2.4.100": "ISO_13818_2",  # MPEG2 video
+    "1.2.840.10008.1.2.4.101": "ISO_13818_2",
+    "1.2.840.10008.1.2.4.102": "ISO_14496_10",  # MPEG-4 AVC / H.264
+    "1.2.840.10008.1.2.4.103": "ISO_14496_10",
+    "1.2.840.10008.1.2.4.104": "ISO_14496_10",
+    "1.2.840.10008.1.2.4.105": "ISO_14496_10",
+    "1.2.840.10008.1.2.4.106": "ISO_14496_10",
+    "1.2.840.10008.1.2.4.107": "ISO_23008_2",  # HEVC / H.265
+    "1.2.840.10008.1.2.4.108": "ISO_23008_2",
+}
+#: Transfer syntaxes that may be lossy or not; the source's own Lossy Image Compression decides.
+_MAYBE_LOSSY = {
+    "1.2.840.10008.1.2.4.81": "ISO_14495_1",  # JPEG-LS near-lossless
+    "1.2.840.10008.1.2.4.91": "ISO_15444_1",  # JPEG 2000
+    "1.2.840.10008.1.2.4.203": "ISO_15444_15",  # HTJ2K
+}
+
+
+@dataclass(frozen=True)
+class LossyHistory:
+    """Whether a source's pixels went through lossy compression (PS3.3 C.7.6.1.1.5).
+
+    A derived image inherits it: "01" once set is never reset, even when the
+    derived pixels are stored uncompressed.
+
+    Attributes
+    ----------
+    lossy : bool
+        Lossy Image Compression "01" (else "00").
+    ratios, methods : tuple of str
+        Lossy Image Compression Ratio / Method values, oldest first (empty
+        when not known).
+    """
+
+    lossy: bool
+    ratios: tuple[str, ...] = ()
+    methods: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, source: Dataset) -> LossyHistory:
+        """The history of ``source``: its own attributes, else what its transfer syntax implies."""
+        meta = getattr(source, "file_meta", None)
+        syntax = str(meta.get("TransferSyntaxUID", "") if meta is not None else "")
+        declared = str(source.get("LossyImageCompression", "") or "").strip()
+        ratios = tuple(str(v) for v in _values(source.get("LossyImageCompressionRatio")))
+        methods = tuple(str(v) for v in _values(source.get("LossyImageCompressionMethod")))
+        if declared == "01" or syntax in _ALWAYS_LOSSY or (syntax in _MAYBE_LOSSY and declared != "00"):
+            implied = _ALWAYS_LOSSY.get(syntax) or _MAYBE_LOSSY.get(syntax)
+            if not methods and implied:
+                methods = (implied,)
+            # Ratio and Method are paired value by value; an unpaired list would misattribute a ratio.
+            if len(ratios) != len(methods):
+                ratios = ()
+            return cls(True, ratios, methods)
+        return cls(False)
+
+    def apply(self, ds: Dataset) -> None:
+        """Set Lossy Image Compression (and Ratio/Method when known) on a derived image."""
+        ds.LossyImageCompression = "01" if self.lossy else "00"
+        if self.lossy and self.methods:
+            ds.LossyImageCompressionMethod = list(self.methods) if len(self.methods) > 1 else self.methods[0]
+            if self.ratios:
+                ds.LossyImageCompressionRatio = list(self.ratios) if len(self.ratios) > 1 else self.ratios[0]
+
+
+def _values(value: object) -> list[object]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
+        return list(value)
+    return [value]
 
 
 def _now() -> tuple[str, str]:
@@ -191,7 +269,8 @@ def build_key_image(
     ds.BitsStored = 8
     ds.HighBit = 7
     ds.PixelRepresentation = 0
-    ds.LossyImageCompression = "00"
+    # A key image of a JPEG source carries the source's lossy history (PS3.3 C.7.6.1.1.5: "01" is never reset).
+    LossyHistory.of(source).apply(ds)
     ds.PixelData = rgb.tobytes()
 
     ds.file_meta = FileMetaDataset()
@@ -238,10 +317,10 @@ class KeyImageWriter:
             instance_number=number,
         )
         self._counts[study] = number
-        out = Path(self.out_dir)
-        out.mkdir(parents=True, exist_ok=True)
         name = f"{stem}_frame{frame_number:04d}_key.dcm" if frame_number is not None else f"{stem}_key.dcm"
-        path = out / name
+        path = Path(self.out_dir) / name
+        # ``stem`` may hold folders (inputs with the same name in different folders).
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".dcm.tmp")
         ds.save_as(tmp, enforce_file_format=True)
         os.replace(tmp, path)

@@ -139,6 +139,7 @@ def read_dataset(source: str | os.PathLike[str] | BinaryIO) -> Dataset:
     OSError
         The file cannot be opened (missing, permission); left to the caller.
     """
+    _check_not_empty(source)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -157,6 +158,23 @@ def read_dataset(source: str | os.PathLike[str] | BinaryIO) -> Dataset:
             raise TruncatedFileError("file is truncated: it ends within the file meta information")
         raise NotDicomError("file is not DICOM (empty dataset)")
     return ds
+
+
+def _check_not_empty(source: str | os.PathLike[str] | BinaryIO) -> None:
+    """A zero-byte file is refused as empty, not as "no DICM preamble".
+
+    pydicom reports both alike; a person looking for a failed copy or an
+    interrupted export needs to know the file has no content at all.
+    """
+    try:
+        if isinstance(source, (str, os.PathLike)):
+            size = os.path.getsize(source)
+        else:
+            size = os.fstat(source.fileno()).st_size - source.tell()
+    except (OSError, AttributeError, ValueError):
+        return  # missing, unreadable or in memory: dcmread reports what it finds
+    if size == 0:
+        raise NotDicomError("file is empty (0 bytes)")
 
 
 def _check_last_element_complete(ds: Dataset) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 from pipeline.analysis import FrameResult
 from pipeline.loading import UltrasoundFrame
 
-__all__ = ["draw_overlay"]
+__all__ = ["draw_overlay", "line_width_px"]
 
 _GREEN = (0, 220, 0)
 _YELLOW = (0, 220, 255)
@@ -20,6 +20,17 @@ def _poly(points: np.ndarray, shift: int = 4) -> np.ndarray:
     return np.round(np.asarray(points, dtype=np.float64) * (1 << shift)).astype(np.int32).reshape(-1, 1, 2)
 
 
+def line_width_px(shape: tuple[int, ...]) -> int:
+    """Contour width for an image of ``shape``: about 2 px per 800 px of the longer side, at least 2."""
+    return max(2, int(round(max(shape[:2]) / 400)))
+
+
+def _outlined_polyline(image: np.ndarray, points: np.ndarray, closed: bool, colour: tuple[int, int, int], width: int) -> None:
+    # A dark outline under the coloured line keeps it visible on bright tissue and on dark fluid alike.
+    cv2.polylines(image, [_poly(points)], closed, (0, 0, 0), width + 2, cv2.LINE_AA, shift=4)
+    cv2.polylines(image, [_poly(points)], closed, colour, width, cv2.LINE_AA, shift=4)
+
+
 def draw_overlay(frame: UltrasoundFrame, result: FrameResult) -> np.ndarray:
     """BGR uint8 image of the frame with the measurement drawn on it.
 
@@ -29,12 +40,13 @@ def draw_overlay(frame: UltrasoundFrame, result: FrameResult) -> np.ndarray:
     base = frame.color[..., ::-1] if frame.color is not None else cv2.cvtColor(frame.gray, cv2.COLOR_GRAY2BGR)
     image = np.ascontiguousarray(base).copy()
     box = frame.calibration.tissue_box
+    width = line_width_px(image.shape)
     cv2.rectangle(image, (box.x0, box.y0), (box.x1, box.y1), (90, 90, 90), 1)
     lines: list[str] = []
     if result.nerve is not None:
         # Every nerve found on the frame, numbered as in the tables and the SR.
         for number, n in enumerate(result.nerves, start=1):
-            cv2.polylines(image, [_poly(n.contour_px)], True, _GREEN, 1, cv2.LINE_AA, shift=4)
+            _outlined_polyline(image, n.contour_px, True, _GREEN, width)
             prefix = f"nerve {number}: " if len(result.nerves) > 1 else ""
             if len(result.nerves) > 1:
                 x, y = np.asarray(n.contour_px).min(axis=0)
@@ -44,13 +56,13 @@ def draw_overlay(frame: UltrasoundFrame, result: FrameResult) -> np.ndarray:
             lines.append(f"{prefix}echo {n.echogenicity.mean:.1f} +/- {n.echogenicity.sd:.1f}  conf {n.confidence:.2f}")
     elif result.muscle is not None:
         m = result.muscle
-        cv2.polylines(image, [_poly(m.roi_polygon_px)], True, _CYAN, 1, cv2.LINE_AA, shift=4)
-        cv2.polylines(image, [_poly(m.superficial_edge_px)], False, _YELLOW, 1, cv2.LINE_AA, shift=4)
-        cv2.polylines(image, [_poly(m.deep_edge_px)], False, _YELLOW, 1, cv2.LINE_AA, shift=4)
-        (x0, y0), (x1, y1) = np.asarray(m.caliper_px, dtype=float)
-        cv2.line(image, (int(round(x0)), int(round(y0))), (int(round(x1)), int(round(y1))), _GREEN, 1, cv2.LINE_AA)
-        for x, y in ((x0, y0), (x1, y1)):
-            cv2.drawMarker(image, (int(round(x)), int(round(y))), _GREEN, cv2.MARKER_CROSS, 9, 1)
+        _outlined_polyline(image, m.roi_polygon_px, True, _CYAN, max(1, width - 1))
+        _outlined_polyline(image, m.superficial_edge_px, False, _YELLOW, width)
+        _outlined_polyline(image, m.deep_edge_px, False, _YELLOW, width)
+        caliper = np.asarray(m.caliper_px, dtype=float)
+        _outlined_polyline(image, caliper, False, _GREEN, width)
+        for x, y in caliper:
+            cv2.drawMarker(image, (int(round(x)), int(round(y))), _GREEN, cv2.MARKER_CROSS, 6 * width + 3, width)
         if m.thickness_mm is not None:
             lines.append(f"thickness {m.thickness_mm:.2f} mm ({m.deep_boundary})")
         else:

@@ -19,6 +19,7 @@ import yaml
 from pydicom.dataset import Dataset
 
 from pipeline.errors import MskusInputError, UsageError
+from pipeline.measurements.muscle import ThicknessSite
 
 __all__ = [
     "DEFAULT_PROTOCOLS_PATH",
@@ -60,6 +61,8 @@ class ProtocolRule:
     protocol: Protocol
     site: str
     pattern: re.Pattern[str]
+    #: Where a muscle's thickness caliper starts (None: the centre, CONTRACT.md section 4).
+    thickness_site: ThicknessSite | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,7 @@ class ProtocolChoice:
     site: str
     attribute: str
     value: str
+    thickness_site: ThicknessSite | None = None
 
 
 @dataclass(frozen=True)
@@ -100,8 +104,10 @@ class ProtocolRules:
             raise UsageError(f"{source}: 'rules' must be a non-empty list")
         rules = []
         for number, raw in enumerate(raw_rules, start=1):
-            if not isinstance(raw, Mapping) or set(raw) - {"protocol", "site", "pattern"}:
-                raise UsageError(f"{source}: rule {number} must have only protocol, site and pattern")
+            if not isinstance(raw, Mapping) or set(raw) - {"protocol", "site", "pattern", "thickness_site"}:
+                raise UsageError(
+                    f"{source}: rule {number} must have only protocol, site, pattern and (muscle) thickness_site"
+                )
             try:
                 protocol = Protocol(raw.get("protocol"))
             except ValueError:
@@ -116,7 +122,15 @@ class ProtocolRules:
                 compiled = re.compile(pattern, re.IGNORECASE)
             except re.error as exc:
                 raise UsageError(f"{source}: rule {number}: invalid pattern {pattern!r}: {exc}") from None
-            rules.append(ProtocolRule(protocol, site.strip(), compiled))
+            thickness_site = None
+            if "thickness_site" in raw:
+                if protocol is not Protocol.MUSCLE:
+                    raise UsageError(f"{source}: rule {number}: thickness_site applies to muscle rules only")
+                try:
+                    thickness_site = ThicknessSite.from_mapping(raw["thickness_site"])
+                except ValueError as exc:
+                    raise UsageError(f"{source}: rule {number}: {exc}") from None
+            rules.append(ProtocolRule(protocol, site.strip(), compiled, thickness_site))
         return cls(tuple(attributes), tuple(rules))
 
     def choose(self, ds: Dataset, *, override: Protocol | str | None = None) -> ProtocolChoice:
@@ -134,7 +148,7 @@ class ProtocolRules:
                 continue
             for rule in self.rules:
                 if rule.pattern.search(value):
-                    match = ProtocolChoice(rule.protocol, rule.site, attribute, value)
+                    match = ProtocolChoice(rule.protocol, rule.site, attribute, value, rule.thickness_site)
                     break
             if match is not None:
                 break

@@ -37,7 +37,8 @@ __all__ = [
 
 _MEASUREMENT_GROUP = ("DCM", "125007")
 _IMAGE_LIBRARY = ("DCM", "111028")
-_NERVE = ("SCT", "91728009")
+# Peripheral nerve (CONTRACT.md section 5) and the tissue-type code of earlier reports.
+_NERVE = {("SCT", "84782009"), ("SCT", "91728009")}
 
 
 class UnreviewableReportError(ValueError):
@@ -178,7 +179,7 @@ def _review_item(gi: int, mi: int, group: MeasurementGroup, m: NumericMeasuremen
 def group_overlays(group: MeasurementGroup, label: str = "") -> tuple[Overlay, ...]:
     """The 2D regions of a group as overlays to draw."""
     out = []
-    nerve = group.finding is not None and group.finding.key == _NERVE
+    nerve = group.finding is not None and group.finding.key in _NERVE
     for region in group.regions:
         if region.is_3d or not region.points:
             continue

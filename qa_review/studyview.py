@@ -20,7 +20,7 @@ from qa_review.model import FrameInfo, FrameView, Overlay, ReviewItem, StudyStat
 
 __all__ = ["frame_views", "merge_info", "protocols_of", "study_summary", "verified_report"]
 
-_PROTOCOL_OF_FINDING = {("SCT", "91728009"): "nerve", ("SCT", "127954009"): "muscle"}
+_PROTOCOL_OF_FINDING = {("SCT", "84782009"): "nerve", ("SCT", "91728009"): "nerve", ("SCT", "127954009"): "muscle"}
 
 
 def protocols_of(report: MeasurementReport, extra: Sequence[str] = ()) -> tuple[str, ...]:

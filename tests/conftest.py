@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,8 +14,12 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 REPO = Path(__file__).resolve().parents[1]
+# The full data sets live beside the checkout, in ../shared/data; a bare clone has no such folder, so
+# tests read the small copies in tests/data/ (see tests/data/README.md); tests/test_test_data.py keeps
+# every test off SHARED_DATA (benchmarks/ and training/ read the full sets there).
 SHARED = REPO.parent / "shared"
 SHARED_DATA = SHARED / "data"
+TEST_DATA = REPO / "tests" / "data"
 SAMPLE_DATA = REPO / "sample_data"
 US_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.6.1"
 US_MULTIFRAME_STORAGE = "1.2.840.10008.5.1.4.1.1.3.1"
@@ -26,6 +31,14 @@ def require_tool(executable: str, package: str) -> str:
     if not found:
         pytest.fail(f"{executable} not found: install the Debian package '{package}' (make test does this as root)")
     return found
+
+
+def require_library(name: str, package: str, needed_by: str) -> None:
+    """Fail (never skip) naming the Debian package when shared library ``lib<name>.so`` is missing."""
+    from ctypes.util import find_library
+
+    if sys.platform.startswith("linux") and find_library(name) is None:
+        pytest.fail(f"lib{name} not found ({needed_by} needs it): install the Debian package '{package}' (make test does this as root)")
 
 
 def region_item(

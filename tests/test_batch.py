@@ -126,8 +126,9 @@ def build_cohort(root: Path, n_studies: int = 44) -> Cohort:
     (root / "notes.txt").write_text("cohort notes, not an image\n")
     (bad / "README").write_text("scanner export log\n")
     (bad / "empty.dcm").write_bytes(b"")
-    for rel in ("notes.txt", "site_B/P0001/US/README", "site_B/P0001/US/empty.dcm"):
+    for rel in ("notes.txt", "site_B/P0001/US/README"):
         cohort.errors[rel] = ("not_dicom", "file is not DICOM")
+    cohort.errors["site_B/P0001/US/empty.dcm"] = ("not_dicom", "file is empty (0 bytes)")
     # Truncated in the pixel data (header still readable): two, in studies that have good images.
     for s, n in ((1, 9), (2, 9)):
         ds = copy.deepcopy(templates["04_muscle_mono"])
@@ -219,6 +220,8 @@ def test_errors_csv_has_one_row_per_bad_file_with_its_reason(local_run, cohort):
         assert row["code"] == code, row
         assert row["reason"].startswith(reason), row
         assert "\n" not in row["reason"]
+        if code == "no_protocol":  # the refusal says how to choose one in this command
+            assert row["reason"].endswith("choose one with --protocol nerve|muscle, or add a rule (--config RULES.yaml)")
 
 
 def test_measurements_csv_equals_the_sr_contents(local_run, cohort):

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 
 import pytest
 from pydicom.data import get_testdata_file
 
-from tests.conftest import SAMPLE_DATA, SHARED_DATA
+from tests.conftest import SAMPLE_DATA, TEST_DATA
 
 MSKUS = [sys.executable, "-m", "pipeline"]
 
@@ -68,7 +69,7 @@ def test_missing_folder_is_a_usage_error(tmp_path):
 
 
 def test_analyze_json_reports_calibration_with_forced_protocol():
-    path = SHARED_DATA / "real" / "calibrated-dicom" / "OBXXXX1A.dcm"
+    path = TEST_DATA / "calibrated-dicom" / "OBXXXX1A.dcm"
     result = run("analyze", "--json", "--protocol", "nerve", str(path))
     rows = json.loads(result.stdout)
     assert rows and all(r["mm_per_px"] == pytest.approx(0.26229, abs=1e-5) for r in rows)
@@ -76,7 +77,7 @@ def test_analyze_json_reports_calibration_with_forced_protocol():
 
 
 def test_image_matching_no_protocol_is_reported_not_guessed():
-    path = SHARED_DATA / "real" / "calibrated-dicom" / "OBXXXX1A.dcm"
+    path = TEST_DATA / "calibrated-dicom" / "OBXXXX1A.dcm"
     result = run("analyze", "--json", str(path))
     assert result.returncode == 1
     (row,) = json.loads(result.stdout)
@@ -95,3 +96,96 @@ def test_analyze_sample_data_prints_a_table_with_every_structure(tmp_path):
     assert any("calibrated from Pixel Spacing" in line for line in lines)
     overlays = sorted(out.glob("*.png"))
     assert len(overlays) == 9 + 10  # one per analysed frame (the cine has 10)
+
+
+# --------------------------------------------------------------------------------------
+# What a new user notices (issue 22)
+# --------------------------------------------------------------------------------------
+
+
+def test_display_names_keep_the_folders_that_tell_inputs_apart(tmp_path):
+    from pipeline.commands.analyze import display_names, overlay_stem
+
+    a, b = tmp_path / "site_a" / "IM_0001.dcm", tmp_path / "site_b" / "IM_0001.dcm"
+    assert display_names([a, b]) == {a: "site_a/IM_0001.dcm", b: "site_b/IM_0001.dcm"}
+    assert display_names([a, tmp_path / "site_a" / "IM_0002.dcm"])[a] == "IM_0001.dcm"
+    assert overlay_stem("site_a/IM_0001.dcm") == "site_a/IM_0001"
+
+
+def test_same_file_name_in_two_folders_keeps_both_overlays_and_rows(tmp_path):
+    for folder, sample in (("a", "01_nerve_mono.dcm"), ("b", "04_muscle_mono.dcm")):
+        (tmp_path / "in" / folder).mkdir(parents=True)
+        shutil.copy(SAMPLE_DATA / sample, tmp_path / "in" / folder / "IM_0001.dcm")
+    out = tmp_path / "out"
+    result = run("analyze", str(tmp_path / "in"), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    first_cells = {line.split()[0] for line in result.stdout.splitlines()[1:]}
+    assert first_cells == {"a/IM_0001.dcm", "b/IM_0001.dcm"}
+    nerve, muscle = out / "a" / "IM_0001_frame0001.png", out / "b" / "IM_0001_frame0001.png"
+    assert nerve.is_file() and muscle.is_file()
+    assert nerve.read_bytes() != muscle.read_bytes()
+    from pipeline.sr import read_measurement_report
+
+    tracking = {g.tracking_identifier for sr in out.glob("SR_*.dcm") for g in read_measurement_report(sr).groups}
+    assert any(t.endswith("(a/IM_0001.dcm)") for t in tracking) and any(t.endswith("(b/IM_0001.dcm)") for t in tracking)
+
+
+def _no_protocol_image(path):
+    import numpy as np
+
+    from tests.conftest import make_us_dataset
+
+    ds = make_us_dataset(np.full((64, 64), 40, dtype=np.uint8))
+    ds.SeriesDescription = "QA PHANTOM"
+    ds.save_as(path, enforce_file_format=True)
+
+
+def test_a_refusal_is_reported_once_and_says_what_to_do(tmp_path):
+    (tmp_path / "empty.dcm").write_bytes(b"")
+    _no_protocol_image(tmp_path / "phantom.dcm")
+    result = run("analyze", str(tmp_path))
+    assert result.returncode == 1
+    assert result.stderr == ""  # the table is where refusals are reported, not a WARNING line as well
+    empty = [line for line in result.stdout.splitlines() if line.startswith("empty.dcm")]
+    assert len(empty) == 1 and empty[0].endswith("error: file is empty (0 bytes)")
+    (phantom,) = [line for line in result.stdout.splitlines() if line.startswith("phantom.dcm")]
+    assert "no protocol matched (looked at SeriesDescription='QA PHANTOM'" in phantom
+    assert "--protocol nerve|muscle" in phantom
+    verbose = run("-v", "analyze", str(tmp_path))  # -v still logs it, once, for whoever wants the log
+    assert sum("file is empty" in line for line in verbose.stderr.splitlines()) == 1
+
+
+def test_rerun_on_unchanged_inputs_keeps_the_report(tmp_path):
+    import os
+
+    import pydicom
+
+    from pipeline.reportledger import LEDGER_FILE
+    from pipeline.sr import read_measurement_report
+
+    source = tmp_path / "in" / "IM_0001.dcm"
+    source.parent.mkdir()
+    shutil.copy(SAMPLE_DATA / "04_muscle_mono.dcm", source)
+    out = tmp_path / "out"
+
+    def report_uid() -> str:
+        (report,) = out.glob("SR_*.dcm")
+        return str(pydicom.dcmread(report, stop_before_pixels=True).SOPInstanceUID)
+
+    assert run("analyze", str(source), "--out", str(out)).returncode == 0
+    first = report_uid()
+    assert (out / LEDGER_FILE).is_file()
+    assert run("analyze", str(source), "--out", str(out)).returncode == 0
+    assert report_uid() == first  # nothing changed: no superseding report
+    # The input changed (here: its modification time): a new report supersedes the old one.
+    st = source.stat()
+    os.utime(source, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert run("analyze", str(source), "--out", str(out)).returncode == 0
+    second = report_uid()
+    assert second != first
+    (report,) = out.glob("SR_*.dcm")
+    assert read_measurement_report(report).predecessors == (first,)
+    # A report deleted from the folder is written again.
+    report.unlink()
+    assert run("analyze", str(source), "--out", str(out)).returncode == 0
+    assert report_uid() not in (first, second)

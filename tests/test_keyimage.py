@@ -116,3 +116,27 @@ def test_key_image_defaults_to_a_new_series(cine_overlay):
     ds = build_key_image(overlay, image.dataset, frame_number=1)
     assert ds.SeriesInstanceUID and ds.SeriesInstanceUID != image.dataset.SeriesInstanceUID
     assert ds.StudyInstanceUID == image.dataset.StudyInstanceUID
+
+
+def test_key_image_of_a_jpeg_source_keeps_its_lossy_history(tmp_path):
+    """PS3.3 C.7.6.1.1.5: once Lossy Image Compression is "01" it is never reset, even uncompressed."""
+    jpeg = load_ultrasound(SAMPLE_DATA / "03_nerve_jpeg.dcm")
+    frame = jpeg.frame(0)
+    overlay = draw_overlay(frame, analyze_image(jpeg).frames[0])
+    path = KeyImageWriter(tmp_path).write(overlay, jpeg.dataset, frame_number=None, stem="03_nerve_jpeg")
+    ds = pydicom.dcmread(path)
+    assert ds.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian  # stored uncompressed ...
+    assert ds.LossyImageCompression == "01"  # ... but its pixels went through JPEG once
+    assert ds.LossyImageCompressionMethod == jpeg.dataset.LossyImageCompressionMethod == "ISO_10918_1"
+    assert float(ds.LossyImageCompressionRatio) == float(jpeg.dataset.LossyImageCompressionRatio)
+    assert dciodvfy_errors(path) == []
+    # A JPEG Baseline source that does not say so itself: its transfer syntax does.
+    silent = pydicom.dcmread(SAMPLE_DATA / "03_nerve_jpeg.dcm", stop_before_pixels=True)
+    for keyword in ("LossyImageCompression", "LossyImageCompressionRatio", "LossyImageCompressionMethod"):
+        delattr(silent, keyword)
+    key = build_key_image(overlay, silent)
+    assert key.LossyImageCompression == "01" and key.LossyImageCompressionMethod == "ISO_10918_1"
+    assert "LossyImageCompressionRatio" not in key  # unknown: not invented
+    # An uncompressed source stays "00".
+    plain = pydicom.dcmread(SAMPLE_DATA / "01_nerve_mono.dcm", stop_before_pixels=True)
+    assert build_key_image(overlay, plain).LossyImageCompression == "00"

@@ -40,6 +40,17 @@ def test_not_dicom(tmp_path):
     _assert_one_line(info.value)
 
 
+def test_empty_file_says_it_is_empty(tmp_path):
+    path = tmp_path / "IM_0001.dcm"
+    path.write_bytes(b"")
+    with pytest.raises(NotDicomError) as info:
+        load_ultrasound(path)
+    assert str(info.value) == "file is empty (0 bytes)"
+    with open(path, "rb") as handle:  # an open file (as the batch reader passes it) says the same
+        with pytest.raises(NotDicomError, match=r"^file is empty \(0 bytes\)$"):
+            load_ultrasound(handle)
+
+
 @pytest.mark.parametrize("fraction", [0.004, 0.5, 0.99])
 def test_truncated_file(tmp_path, fraction):
     data = open(get_testdata_file("OBXXXX1A.dcm", download=False), "rb").read()

@@ -8,15 +8,15 @@ from pydicom.data import get_testdata_file
 
 from pipeline.calibration import CalibrationSource
 from pipeline.loading import load_ultrasound
-from tests.conftest import SHARED_DATA
+from tests.conftest import TEST_DATA
 
-CALIBRATED = SHARED_DATA / "real" / "calibrated-dicom"
+CALIBRATED = TEST_DATA / "calibrated-dicom"
 
 
 @pytest.mark.parametrize(
     ("name", "mm_per_px", "p0", "p1", "distance_mm", "tolerance"),
     [
-        # Caliper centres and burned-in readings from ../shared/data/README.md.
+        # Caliper centres and burned-in readings from tests/data/calibrated-dicom/SOURCE.md.
         ("JPGLosslessP14SV1_1s_1f_8b.dcm", 0.25478, (629, 319), (689, 435), 33.0, 0.5),
         ("OBXXXX1A.dcm", 0.26229, (459.5, 290.5), (498.4, 301.4), 10.6, 0.1),
     ],

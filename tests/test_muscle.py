@@ -23,7 +23,7 @@ from pipeline.measurements.muscle import (
     NoMuscleBoundariesError,
     measure_muscle,
 )
-from tests.conftest import SAMPLE_DATA, SHARED_DATA
+from tests.conftest import SAMPLE_DATA, TEST_DATA
 
 MUSCLE_FILES = [
     "04_muscle_mono",
@@ -34,8 +34,8 @@ MUSCLE_FILES = [
 ]
 THICKNESS_TOL_MM = 0.3
 ECHO_TOL = 3.0
-PYMUST = SHARED_DATA / "simulated" / "pymust"
-DL_TRACK = SHARED_DATA / "real" / "dl-track-us-aponeurosis"
+PYMUST = TEST_DATA / "pymust"
+DL_TRACK = TEST_DATA / "dl-track-us-aponeurosis"
 
 
 def _load(stem: str):
@@ -333,7 +333,7 @@ def _pymust_truth() -> list[dict]:
 @pytest.mark.parametrize("index", [0, 1, 2])
 def test_pymust_phantoms(index):
     if not (PYMUST / "truth.json").exists():
-        pytest.fail(f"shared phantom data missing: {PYMUST}")
+        pytest.fail(f"test phantom data missing: {PYMUST}")
     truth = _pymust_truth()[index]
     frame = load_ultrasound(PYMUST / truth["file"]).frame(0)
     m = _measure_frame(frame)
@@ -346,7 +346,7 @@ def test_real_thigh_frame_aponeurosis_gap():
     """DL_Track_US frame: gap between the hand-drawn aponeurosis bands at the centre (about 280 px)."""
     image_path = DL_TRACK / "image.tif"
     if not image_path.exists():
-        pytest.fail(f"shared real data missing: {image_path}")
+        pytest.fail(f"test data missing: {image_path}")
     rgb = cv2.imread(str(image_path), cv2.IMREAD_UNCHANGED)[..., :3]
     gray = cv2.cvtColor(rgb, cv2.COLOR_BGR2GRAY)
     mask = cv2.imread(str(DL_TRACK / "aponeurosis_mask.tif"), cv2.IMREAD_GRAYSCALE) > 127

@@ -15,10 +15,11 @@ from pipeline.measurements.echogenicity import colour_pixel_mask
 from pipeline.measurements.nerve import contour_mask, measure_nerve
 from pipeline.protocols import Protocol
 from pipeline.segmentation import ClassicalNerveSegmenter, NerveSegmenter
-from tests.conftest import SAMPLE_DATA, SHARED_DATA, make_us_dataset, region_item
+from tests.conftest import SAMPLE_DATA, TEST_DATA, make_us_dataset, region_item
 
 NERVE_FILES = sorted(SAMPLE_DATA.glob("*nerve*.dcm"))
 MUSCLE_FILES = sorted(SAMPLE_DATA.glob("*muscle*.dcm"))
+PYMUST = TEST_DATA / "pymust"  # the three nerve phantoms of ../shared/data/simulated/pymust
 
 
 def _dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -61,8 +62,8 @@ def test_csa_is_unbiased_over_the_sample_set():
 
 @pytest.mark.parametrize("name", ["nerve_000.dcm", "nerve_001.dcm", "nerve_002.dcm"])
 def test_physics_simulated_phantom_csa(name):
-    truth = {t["file"]: t for t in json.loads((SHARED_DATA / "simulated/pymust/truth.json").read_text())}[name]
-    frame = analyze_image(load_ultrasound(SHARED_DATA / "simulated/pymust" / name), protocol="nerve").frames[0]
+    truth = {t["file"]: t for t in json.loads((PYMUST / "truth.json").read_text())}[name]
+    frame = analyze_image(load_ultrasound(PYMUST / name), protocol="nerve").frames[0]
     assert frame.nerve is not None
     assert frame.nerve.cross_sectional_area_mm2 == pytest.approx(truth["csa_mm2"], rel=0.12)
 

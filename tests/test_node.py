@@ -334,3 +334,98 @@ def test_key_images_share_one_series_per_study_run(tmp_path):
     assert len({k.SeriesInstanceUID for k in keys}) == 1
     assert {k.StudyInstanceUID for k in keys} == {reports[0].StudyInstanceUID}
     assert sorted(int(k.InstanceNumber) for k in keys) == [1, 2]
+
+
+# -- what an administrator notices (issue 22) -------------------------------------------
+def test_serve_says_at_start_that_every_caller_is_accepted_and_results_go_nowhere(tmp_path):
+    from dicom_node.config import startup_notes
+
+    notes = startup_notes(NodeConfig(data_dir=tmp_path / "node"))
+    assert len(notes) == 2
+    assert "allow-list is empty: every calling AE title is accepted (on loopback only)" in notes[0]
+    assert f"no destination configured: results stay in {tmp_path / 'node' / 'archive'} only" in notes[1]
+    assert startup_notes(NodeConfig(allow=(AllowedPeer("PACS"),), destinations=(parse_destination("PACS@127.0.0.1:104"),))) == ()
+    # And the command says them, before it serves.
+    port = free_port()
+    cmd = [sys.executable, "-m", "pipeline", "serve", "--port", str(port), "--data-dir", str(tmp_path / "node")]
+    server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        for line in server.stderr:
+            lines.append(line)
+            if "event=node_started" in line:
+                break
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    text = "".join(lines)
+    assert "WARNING" in text and "allow-list is empty" in text and "no destination configured" in text
+
+
+def test_empty_allow_list_beyond_loopback_is_refused_unless_meant(tmp_path):
+    from dicom_node.config import check_exposure, is_loopback_address
+
+    assert is_loopback_address("127.0.0.1") and is_loopback_address("::1") and is_loopback_address("localhost")
+    assert not is_loopback_address("0.0.0.0") and not is_loopback_address("pacs.example.org")
+    with pytest.raises(UsageError, match="empty allow-list would accept every calling AE"):
+        check_exposure(NodeConfig(bind_address="0.0.0.0"))
+    check_exposure(NodeConfig(bind_address="0.0.0.0", allow=(AllowedPeer("PACS", "10.0.0.7"),)))
+    check_exposure(NodeConfig(bind_address="0.0.0.0", allow_any_peer=True))
+    check_exposure(NodeConfig())  # loopback: allowed, with a note at start
+    config = tmp_path / "node.yaml"
+    config.write_text("version: 1\nbind_address: 0.0.0.0\nallow_any_peer: true\n")
+    assert load_node_config(config).allow_any_peer is True
+    # The command refuses in one line, before it creates anything.
+    data = tmp_path / "node"
+    cmd = [sys.executable, "-m", "pipeline", "serve", "--bind", "0.0.0.0", "--port", "0", "--data-dir", str(data)]
+    refused = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
+    assert "--allow-any-peer" in refused.stderr and "Traceback" not in refused.stderr
+    assert not data.exists()
+
+
+def _indexed_study(data: Path):
+    """A node data folder with one received sample image and one sent SR, made through the index API."""
+    from dicom_node.index import NodeIndex, StoredInstance
+    from dicom_node.storage import DurableStore
+
+    store = DurableStore(data)
+    index = NodeIndex(data / "index.sqlite3")
+    source = pydicom.dcmread(SAMPLE_DATA / "04_muscle_mono.dcm", stop_before_pixels=True)
+    study = str(source.StudyInstanceUID)
+    path = store.store_instance(study, str(source.SOPInstanceUID), (SAMPLE_DATA / "04_muscle_mono.dcm").read_bytes())
+    index.record_instance(
+        StoredInstance(str(source.SOPInstanceUID), str(source.SOPClassUID), study, str(source.SeriesInstanceUID), str(path), "x"),
+        "TESTSCU",
+    )
+    ((_, run, snapshot),) = index.claim_quiet_studies(0.0, now=time.time() + 1)
+    index.add_result("1.2.3.4.5", study, "sr", str(data / "archive" / "1.2.3.4.5.dcm"), run, ["PACS@127.0.0.1:104"])
+    index.mark_sent(index.outbox()[0].id)
+    index.finish_study(study, snapshot)
+    return source
+
+
+def test_status_shows_patient_date_and_current_report(tmp_path):
+    data = tmp_path / "node"
+    source = _indexed_study(data)
+    text = subprocess.run([sys.executable, "-m", "pipeline", "status", "--data-dir", str(data)],
+                          capture_output=True, text=True, timeout=60)
+    assert text.returncode == 0, text.stderr
+    assert f"patient {source.PatientID} {source.PatientName}" in text.stdout
+    date = str(source.StudyDate)
+    assert f"study date {date[:4]}-{date[4:6]}-{date[6:]}" in text.stdout
+    assert "current SR 1.2.3.4.5 (run 1)" in text.stdout and "sent to PACS@127.0.0.1:104" in text.stdout
+    as_json = subprocess.run([sys.executable, "-m", "pipeline", "status", "--data-dir", str(data), "--json"],
+                             capture_output=True, text=True, timeout=60)
+    (study,) = __import__("json").loads(as_json.stdout)["studies"]
+    assert study["patient_id"] == source.PatientID and study["study_date"] == date
+    assert study["current_sr"]["sop_instance_uid"] == "1.2.3.4.5"
+    assert study["current_sr"]["delivery"] == [{"destination": "PACS@127.0.0.1:104", "state": "sent"}]
+
+
+def test_status_without_data_dir_says_how_to_find_the_node(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "pipeline", "status"], capture_output=True, text=True,
+                            timeout=60, cwd=tmp_path)
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert f"no node data in mskus-data ({tmp_path / 'mskus-data'}), the default data folder" in result.stderr
+    assert "--data-dir DIR" in result.stderr and "--config FILE" in result.stderr

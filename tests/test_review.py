@@ -28,7 +28,7 @@ import pytest
 from pydicom.uid import ExplicitVRLittleEndian
 
 from pipeline.sr.reader import read_measurement_report
-from tests.conftest import REPO, SAMPLE_DATA, require_tool
+from tests.conftest import REPO, SAMPLE_DATA, require_library, require_tool
 
 ARTIFACTS = REPO / "test-artifacts"
 NERVE = SAMPLE_DATA / "01_nerve_mono.dcm"
@@ -129,6 +129,7 @@ def test_browser_reviews_rejects_one_measurement_and_signs_off(out_dir, tmp_path
         from playwright.sync_api import sync_playwright
     except ImportError:
         pytest.fail("Python package 'playwright' missing: pip install -e '.[test]' (make test does this)")
+    require_library("atomic", "libatomic1", "Playwright's bundled driver")
 
     nerve_study, muscle_study = _study_uid(NERVE), _study_uid(MUSCLE)
     automated = out_dir / f"SR_{nerve_study}.dcm"
@@ -465,3 +466,13 @@ def test_beyond_loopback_needs_a_login_and_the_login_names_the_reviewer(out_dir,
     events = [json.loads(line) for line in (out_dir / "audit.jsonl").read_text().splitlines()]
     assert [e["event"] for e in events][:2] == ["review_login_failed", "review_login"]
     assert next(e for e in events if e["event"] == "review_signed_off")["login"] == "alice"
+
+
+def test_study_page_names_each_echogenicity_statistic(out_dir):
+    """Viewers that drop the Derivation modifier show three "Echogenicity" values; this page must not."""
+    from qa_review.outdir import OutDirSource
+
+    page = _client(OutDirSource(out_dir)).get(f"/study/{_study_uid(MUSCLE)}").get_data(as_text=True)
+    names = re.findall(r'<tr class="measurement"[^>]*>\s*<td>([^<]+)<div', page)
+    echo = [n for n in names if n.startswith("Echogenicity")]
+    assert echo == ["Echogenicity (Mean)", "Echogenicity (Standard Deviation)", "Echogenicity (Median)"]

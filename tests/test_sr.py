@@ -28,6 +28,7 @@ from pipeline import __version__
 from pipeline.analysis import ImageResult, analyze_image
 from pipeline.loading import load_ultrasound
 from pipeline.segmentation import ClassicalNerveSegmenter
+from pipeline.segmentation.factory import make_segmenter
 from pipeline.sr import (
     ReportError,
     build_measurement_report,
@@ -128,7 +129,7 @@ def expected_groups(study: Study) -> list[dict]:
                     ("Echogenicity", "Standard Deviation", "1", n.echogenicity.sd),
                 ]
                 out.append(dict(sop=result.sop_instance_uid, frames=frames, graphic="POLYLINE",
-                                points=to_scoord(n.contour_px, closed=True), values=values, finding="91728009"))
+                                points=to_scoord(n.contour_px, closed=True), values=values, finding="84782009"))
             elif frame.muscle is not None:
                 m = frame.muscle
                 thickness = [("Thickness", None, "mm", m.thickness_mm)] if m.thickness_mm is not None else []
@@ -303,13 +304,15 @@ def test_structure_for_viewers(studies):
         for group in report.groups:
             assert group.algorithm is not None and group.algorithm.version
             assert all(site.laterality is not None for site in group.finding_sites)
-        nerve_groups = [g for g in report.groups if g.finding and g.finding.value == "91728009"]
+        nerve_groups = [g for g in report.groups if g.finding and g.finding.value == "84782009"]
         for group in nerve_groups:
             params = set(group.algorithm.parameters)
+            # The shipped default segmenter (configs/segmentation.yaml) names itself and its settings.
+            default = make_segmenter()
             expected = {f"{k}={v:.10g}" if isinstance(v, float) else f"{k}={v}"
-                        for k, v in ClassicalNerveSegmenter().parameters.as_dict().items()}
+                        for k, v in default.parameters.as_dict().items()}
             assert expected <= params
-            assert group.algorithm.name == ClassicalNerveSegmenter.name
+            assert group.algorithm.name == default.name == "mskus-learned-nerve"
     assert len(all_tracking_uids) == len(set(all_tracking_uids)), "Tracking Unique Identifiers are unique"
 
 
@@ -547,8 +550,11 @@ def test_reader_reads_other_layouts(tmp_path):
     ds.save_as(path, enforce_file_format=True)
     proc = subprocess.run([*MSKUS, "sr", "show", str(path)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    row = next(line for line in proc.stdout.splitlines() if line.startswith("Ruler 1"))
-    assert "Length" in row and "12.25" in row and "mm" in row and "1.2.3.4" in row
+    lines = proc.stdout.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.endswith(". Ruler 1"))
+    block = lines[start : start + 3]
+    assert "Brain" in block[1] and "Right" in block[1] and "1.2.3.4" in block[1]
+    assert block[2].split() == ["Length", "12.25", "mm"]
 
 
 def test_sr_show_table_and_errors(studies, tmp_path):
@@ -580,11 +586,14 @@ def test_analyze_out_writes_one_report_per_study(tmp_path):
     for path in reports:
         errors, _ = dciodvfy(path)
         assert errors == []
-    # A second run supersedes the first report of each study.
+    # A second run on the same inputs keeps every report; with other settings each is superseded.
     first = {p.name: pydicom.dcmread(p).SOPInstanceUID for p in reports}
     proc = subprocess.run([*MSKUS, "analyze", str(SAMPLE_DATA), "--out", str(out)],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0
+    assert {p.name: pydicom.dcmread(p).SOPInstanceUID for p in out.glob("SR_*.dcm")} == first
+    proc = subprocess.run([*MSKUS, "analyze", str(SAMPLE_DATA), "--out", str(out), "--protocol", "muscle"],
+                          capture_output=True, text=True, timeout=300)
     for path in sorted(out.glob("SR_*.dcm")):
         assert read_measurement_report(path).predecessors == (first[path.name],)
 
@@ -646,3 +655,103 @@ def test_builder_refuses_source_series_and_uids(studies):
         build_measurement_report(study.results, study.headers, series_instance_uid=study.headers[0].SeriesInstanceUID)
     with pytest.raises(ReportError, match="SOP Instance UID of a source image"):
         build_measurement_report(study.results, study.headers, sop_instance_uid=study.headers[0].SOPInstanceUID)
+
+
+# --------------------------------------------------------------------------------------
+# What an SR reviewer notices (issue 22)
+# --------------------------------------------------------------------------------------
+
+
+def test_completion_flag_description_is_whole_words_within_64_characters(partial_study):
+    from pipeline.sr.sop import fit_long_string
+
+    path, _ = partial_study
+    description = str(pydicom.dcmread(path, stop_before_pixels=True).CompletionFlagDescription)
+    assert description == "2 image(s) not fully measured; see Qualitative Evaluations"
+    long = "1234 image(s) of the study were not fully measured; see the Qualitative Evaluations below"
+    fitted = fit_long_string(long)
+    assert len(fitted) <= 64 and fitted.endswith("...")
+    assert long.startswith(fitted[:-3]) and long[len(fitted) - 3] == " "  # cut between two words
+    assert fit_long_string("short enough") == "short enough"
+
+
+def test_sr_show_says_who_verified_and_when(studies, tmp_path):
+    from pydicom.sequence import Sequence as DicomSequence
+
+    study = next(iter(studies.values()))
+    ds = pydicom.dcmread(study.path)
+    ds.VerificationFlag = "VERIFIED"
+    observer = Dataset()
+    observer.VerifyingObserverName = "Liddell^Alice"
+    observer.VerifyingOrganization = "mskus test lab"
+    observer.VerificationDateTime = "20240501140300"
+    observer.VerifyingObserverIdentificationCodeSequence = DicomSequence([])
+    ds.VerifyingObserverSequence = DicomSequence([observer])
+    path = tmp_path / "verified.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    proc = subprocess.run([*MSKUS, "sr", "show", str(path)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "verification VERIFIED" in proc.stdout
+    assert "verified by Liddell, Alice (mskus test lab) on 2024-05-01 14:03:00" in proc.stdout.splitlines()
+    (verifier,) = sr_show_json(path)["verifying_observers"]
+    assert verifier == {"name": "Liddell^Alice", "organisation": "mskus test lab", "datetime": "20240501140300"}
+
+
+def test_sr_show_fits_a_100_column_terminal_and_names_images_when_told(studies):
+    from pipeline.commands.sr import TERMINAL_WIDTH, format_table
+
+    for study in studies.values():
+        report = read_measurement_report(study.path)
+        lines = format_table(report)
+        assert max(len(line) for line in lines) <= TERMINAL_WIDTH
+        assert sum(bool(re.match(r"\d+\. ", line)) for line in lines) == len(report.groups)  # a block per group
+        names = {h.SOPInstanceUID: f"sample-{i}.dcm" for i, h in enumerate(study.headers)}
+        named = "\n".join(format_table(report, image_names=names))
+        assert all(f"image {name}" in named for name in names.values())
+        assert not any(uid in named for uid in names)
+
+
+def test_echogenicity_mean_sd_and_median_are_told_apart_everywhere(studies):
+    """Standard encoding kept; every output of ours names the statistic.
+
+    The SR keeps one concept (DCM 110849 Echogenicity) with a Derivation
+    (DCM 121401) modifier per value, as highdicom's ``Measurement(derivation=...)``
+    and dcmqi's ``quantity`` + ``derivationModifier`` encode statistics of one
+    quantity. Viewers that drop the modifier show three "Echogenicity" values;
+    the CSV names, ``mskus sr show`` and the QA page must not.
+    """
+    from pipeline.analysis import measurement_rows
+    from pipeline.commands.sr import format_table
+    from qa_review.items import reviewable_report
+
+    csv_name = {"Mean": "echogenicity_mean", "Standard Deviation": "echogenicity_sd", "Median": "echogenicity_median"}
+    checked = 0
+    for study in studies.values():
+        # SR encoding: one Derivation per echogenicity value, never the same twice in a group (highdicom reads it).
+        sr = hd.sr.srread(study.path)
+        for group in sr.content.get_planar_roi_measurement_groups():
+            echo = group.get_measurements(name=codes.ECHOGENICITY)
+            derivations = [m.derivation.meaning for m in echo]
+            assert len(set(derivations)) == len(derivations) and set(derivations) <= set(csv_name)
+        report = read_measurement_report(study.path)
+        rows = [r for result in study.results for r in measurement_rows(result)]
+        text = "\n".join(format_table(report))
+        labels = {i.name for i in reviewable_report(pydicom.dcmread(study.path)).items}
+        for group in report.groups:
+            for m in group.measurements:
+                if not m.name.matches(codes.ECHOGENICITY):
+                    continue
+                checked += 1
+                statistic = m.derivation.meaning
+                assert m.label == f"Echogenicity ({statistic})"
+                assert m.label in text and m.label in labels  # sr show and the QA page
+                # The CSV row of the same image and statistic holds the same value.
+                ref = group.images[0]
+                frame = ref.frame_numbers[0] if ref.frame_numbers else 1
+                (row,) = [
+                    r for r in rows
+                    if r.sop_instance_uid == ref.sop_instance_uid and r.frame == frame
+                    and r.measurement == csv_name[statistic] and r.structure.lower() == str(group.finding_sites[0].site).lower()
+                ] or [None]
+                assert row is not None and row.value == pytest.approx(m.value)
+    assert checked >= 3 * 5  # muscle groups give three statistics, nerve groups two

@@ -120,6 +120,7 @@ def assemble_outputs(
             "model_sha256": settings.segmenter.model_sha256,
             "unavailable": settings.segmenter.unavailable,
         },
+        "muscle_boundaries": settings.muscle_boundaries,
         "pseudonymized": settings.pseudonymize,
         "pseudonym_key_id": settings.key_id,
         "overlays": settings.overlays,

@@ -21,9 +21,12 @@ from pipeline.errors import MskusInputError, NoPixelDataError
 from pipeline.loading import read_dataset, validate_dataset
 from pipeline.protocols import ProtocolRules
 
-__all__ = ["ImageHeader", "read_header"]
+__all__ = ["NO_PROTOCOL_HINT", "ImageHeader", "read_header"]
 
 logger = logging.getLogger(__name__)
+
+#: Appended to "no protocol matched": how to choose one in ``mskus batch``.
+NO_PROTOCOL_HINT = "choose one with --protocol nerve|muscle, or add a rule (--config RULES.yaml)"
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,8 @@ def read_header(file: InputFile, rules: ProtocolRules, *, protocol: str | None =
     try:
         rules.choose(ds, override=protocol)
     except MskusInputError as exc:
-        return ErrorRow(file.rel, exc.code, str(exc), sop_uid, study_uid)
+        # Say the way out in this command's own options (the storage node has no --protocol).
+        return ErrorRow(file.rel, exc.code, f"{exc}; {NO_PROTOCOL_HINT}", sop_uid, study_uid)
     if not study_uid:
         return ErrorRow(file.rel, "no_study", "no Study Instance UID: the image cannot be grouped into a study", sop_uid)
     if not sop_uid:

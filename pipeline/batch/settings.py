@@ -56,6 +56,14 @@ def rules_from_text(text: str, *, source: str = "<rules>") -> ProtocolRules:
     return ProtocolRules.from_mapping(data, source=source)
 
 
+def configured_muscle_boundaries() -> str:
+    """The configured muscle boundary finder of this process, as the SR states it."""
+    from pipeline.measurements.muscle import describe_boundaries
+    from pipeline.segmentation.factory import default_boundary_finder
+
+    return describe_boundaries(default_boundary_finder())
+
+
 @dataclass(frozen=True)
 class RunSettings:
     """Analysis settings shared by every study of a run.
@@ -68,6 +76,11 @@ class RunSettings:
         Forced protocol (``nerve`` / ``muscle``), else chosen by the rules.
     segmenter : SegmenterSpec
         The nerve segmenter every worker builds.
+    muscle_boundaries : str
+        How the muscle boundary bands are found where the run is set up
+        (:func:`pipeline.measurements.muscle.describe_boundaries`: the learned
+        model's version and hash, or the classical search); a worker whose
+        own finder differs refuses the run.
     overlays : bool
         Write a QA overlay PNG per analysed frame.
     pseudonym_key : bytes or None
@@ -79,6 +92,7 @@ class RunSettings:
     rules_text: str
     protocol: str | None = None
     segmenter: SegmenterSpec = field(default_factory=SegmenterSpec)
+    muscle_boundaries: str = field(default_factory=lambda: configured_muscle_boundaries())
     overlays: bool = True
     pseudonym_key: bytes | None = field(default=None, repr=False)
     software_version: str = __version__
@@ -107,6 +121,7 @@ class RunSettings:
                 "rules": hashlib.sha256(self.rules_text.encode("utf-8")).hexdigest(),
                 "protocol": self.protocol,
                 "segmenter": self.segmenter.key,
+                "muscle_boundaries": self.muscle_boundaries,
                 "key": self.key_id,
             },
             sort_keys=True,

@@ -24,6 +24,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pydicom
@@ -42,8 +43,10 @@ from pipeline.batch.summary import summary_rows
 from pipeline.batch.tables import MEASUREMENT_COLUMNS, ErrorRow, ImageContext, measurement_cells
 from pipeline.errors import MskusInputError
 from pipeline.loading import UltrasoundImage, validate_dataset
+from pipeline.measurements.muscle import describe_boundaries
 from pipeline.protocols import ProtocolRules, laterality_of
 from pipeline.segmentation import ModelMismatchError, NerveSegmenter, SegmenterSpec
+from pipeline.segmentation.factory import default_boundary_finder
 from pipeline.sr.sop import SR_SOP_CLASSES, build_measurement_report, header_dataset, report_file_name
 
 __all__ = ["StudyOutcome", "VersionMismatchError", "derived_uid", "process_study"]
@@ -102,6 +105,16 @@ def _segmenter(spec: SegmenterSpec) -> NerveSegmenter:
     return spec.build()
 
 
+@functools.lru_cache(maxsize=2)
+def _boundary_finder(expected: str) -> Any:
+    """This worker's muscle boundary finder; it must be the one the run was set up with."""
+    finder = default_boundary_finder()
+    here = describe_boundaries(finder)
+    if here != expected:
+        raise ModelMismatchError(f"muscle boundaries here are '{here}', the run was set up with '{expected}'")
+    return finder
+
+
 def _slim(frame: FrameResult) -> FrameResult:
     """Drop the per-frame muscle ROI mask (a full-frame array) once the overlay is drawn."""
     if frame.muscle is None or not frame.muscle.roi_mask.size:
@@ -152,7 +165,13 @@ def _analyse_image(image: UltrasoundImage, task: StudyTask, parts: _StudyParts, 
     frames: list[FrameResult] = []
     try:
         for frame in image.iter_frames():
-            result = analyze_frame(frame, choice, laterality, segmenter=_segmenter(settings.segmenter))
+            result = analyze_frame(
+                frame,
+                choice,
+                laterality,
+                segmenter=_segmenter(settings.segmenter),
+                boundary_finder=_boundary_finder(settings.muscle_boundaries),
+            )
             if settings.overlays:
                 parts.overlays.append(
                     write_overlay(task.out_dir, task.study_uid, frame, result, tissue_only=settings.pseudonymize)
@@ -295,6 +314,7 @@ def _check_version(settings: RunSettings) -> None:
         )
     try:
         _segmenter(settings.segmenter)
+        _boundary_finder(settings.muscle_boundaries)
     except ModelMismatchError as exc:
         raise VersionMismatchError(f"worker {socket.gethostname()}: {exc}") from None
 

@@ -1,4 +1,11 @@
-"""``mskus analyze FILE... [--out DIR] [--json]``: analyse files, print the measurements."""
+"""``mskus analyze FILE... [--out DIR] [--json]``: analyse files, print the measurements.
+
+Inputs are named by their path relative to the deepest folder that holds
+them all (:func:`display_names`), in the table and in the QA overlay paths,
+so two ``IM_0001.dcm`` in different folders never share a row label or an
+overlay file. With ``--out`` a study's SR is only rewritten when its inputs
+or the analysis settings changed (:mod:`pipeline.reportledger`).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +13,10 @@ import argparse
 import dataclasses
 import json
 import logging
+import os
 import sys
-from pathlib import Path
+from collections.abc import Mapping, Sequence
+from pathlib import Path, PurePosixPath
 
 import cv2
 
@@ -20,6 +29,9 @@ from pipeline.protocols import Protocol, load_protocol_rules
 logger = logging.getLogger(__name__)
 
 TABLE_COLUMNS = ("file", "frame", "protocol", "structure", "side", "measurement", "value", "unit", "status")
+
+#: Appended to a "no protocol matched" refusal: the two ways out, in the words of this command's options.
+NO_PROTOCOL_HINT = "choose one with --protocol nerve|muscle, or add a rule (--rules YAML)"
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -49,15 +61,36 @@ def _error_row(result: ImageResult) -> dict[str, object]:
     }
 
 
-def _print_table(rows: list[dict[str, object]]) -> None:
+def display_names(files: Sequence[Path]) -> dict[Path, str]:
+    """Each input's name as shown: its POSIX path relative to the deepest folder holding every input.
+
+    One folder of inputs gives bare file names (as before); files with the
+    same name in different folders keep the folders that tell them apart.
+    Paths are made absolute without resolving links, so a link keeps the
+    name the user gave it.
+    """
+    if not files:
+        return {}
+    absolute = {f: Path(os.path.abspath(f)) for f in files}
+    root = Path(os.path.commonpath([str(a.parent) for a in absolute.values()]))
+    return {f: PurePosixPath(*a.relative_to(root).parts).as_posix() for f, a in absolute.items()}
+
+
+def overlay_stem(display_name: str) -> str:
+    """Relative path (without suffix) of an input's QA overlays inside ``--out``: sub-folders mirror the inputs."""
+    return PurePosixPath(display_name).with_suffix("").as_posix()
+
+
+def _print_table(rows: list[dict[str, object]], names: Mapping[str, str]) -> None:
     table = [TABLE_COLUMNS]
     for row in rows:
         value = row.get("value")
         shown = "" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
         status = str(row["status"]) + (f": {row['reason']}" if row.get("reason") else "")
+        source = str(row.get("source_file") or "")
         table.append(
             (
-                Path(str(row.get("source_file") or "")).name,
+                names.get(source, Path(source).name),
                 str(row.get("frame") or ""),
                 str(row.get("protocol") or ""),
                 str(row.get("structure") or ""),
@@ -73,11 +106,68 @@ def _print_table(rows: list[dict[str, object]]) -> None:
         print("  ".join(cell.ljust(w) for cell, w in zip(r[:-1], widths)) + "  " + r[-1])
 
 
+def _refusal(result: ImageResult) -> ImageResult:
+    """The result with a reason that says what to do where this command offers a way out."""
+    if result.error_code == "no_protocol" and NO_PROTOCOL_HINT not in result.error:
+        return dataclasses.replace(result, error=f"{result.error}; {NO_PROTOCOL_HINT}")
+    return result
+
+
+def _settings_fingerprint(args: argparse.Namespace) -> str:
+    """What, besides the inputs, makes a report differ: rules, forced protocol, nerve segmenter, version."""
+    from pipeline.batch.settings import RunSettings, load_rules_text
+    from pipeline.segmentation.factory import SegmenterSpec
+
+    rules_text, _ = load_rules_text(args.rules)
+    try:
+        segmenter = SegmenterSpec.from_config()
+    except (OSError, ValueError) as exc:
+        # analyze_image will meet the same problem; the report is then rewritten every time.
+        logger.info("nerve segmenter configuration: %s", exc)
+        segmenter = SegmenterSpec(kind="classical", unavailable=str(exc))
+    return RunSettings(rules_text=rules_text, protocol=args.protocol, segmenter=segmenter).fingerprint
+
+
+def _write_reports(
+    results: list[ImageResult], headers: list, out: Path, args: argparse.Namespace, paths: Mapping[str, str]
+) -> int:
+    """Write the SR of every study whose inputs or settings changed since the last run; return failures.
+
+    ``results`` name their images by display name; ``paths`` maps each
+    display name to the file, whose size and time say whether it changed.
+    """
+    from pipeline.reportledger import InputStamp, ReportLedger, study_digest
+    from pipeline.sr import ReportError, group_by_study, write_measurement_reports
+
+    fingerprint = _settings_fingerprint(args)
+    ledger = ReportLedger.load(out)
+    headers_by_uid = {str(h.SOPInstanceUID): h for h in headers}
+    failures = 0
+    for study_uid, study_results in group_by_study(results).items():
+        digest = study_digest((InputStamp.of(paths.get(r.source_file, r.source_file)) for r in study_results), fingerprint)
+        kept = ledger.unchanged(study_uid, digest)
+        if kept is not None:
+            logger.info("study %s unchanged since the last run: kept %s", study_uid, kept.name)
+            continue
+        study_headers = [headers_by_uid[r.sop_instance_uid] for r in study_results if r.sop_instance_uid in headers_by_uid]
+        try:
+            (written,) = write_measurement_reports(study_results, study_headers, out)
+        except ReportError as exc:
+            failures += 1
+            logger.error("cannot write the structured report: %s", exc)
+            continue
+        logger.info("wrote %s", written)
+        ledger = ledger.recording(study_uid, digest, written)
+    ledger.save()
+    return failures
+
+
 def run(args: argparse.Namespace) -> int:
     files = list(iter_input_files(args.paths))
     if not files:
         raise UsageError("no DICOM files found in " + ", ".join(str(p) for p in args.paths))
     rules = load_protocol_rules(args.rules)
+    names = display_names(files)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, object]] = []
@@ -104,43 +194,45 @@ def run(args: argparse.Namespace) -> int:
         else:
             on_frame = None
             if args.out is not None:
-                on_frame = _overlay_writer(image, args.out, key_images=key_writer)
-            result = analyze_image(image, rules=rules, protocol=args.protocol, on_frame=on_frame)
+                on_frame = _overlay_writer(image, args.out, overlay_stem(names[path]), key_images=key_writer)
+            result = _refusal(analyze_image(image, rules=rules, protocol=args.protocol, on_frame=on_frame))
             if args.out is not None:
-                sr_results.append(slim_result(result))
+                # The SR names the image as the table does (its tracking identifiers and notes).
+                sr_results.append(dataclasses.replace(slim_result(result), source_file=names[path]))
                 sr_headers.append(header_dataset(image.dataset))
         if result.failed:
             failures += 1
-            logger.warning("%s: %s", path, result.error)
+            # The table row (or JSON row) is where a refusal is reported; the log line is for -v only.
+            logger.info("%s: %s", path, result.error)
             rows.append(_error_row(result))
         rows.extend(_row_dict(r) for r in measurement_rows(result))
     if args.out is not None:
         (args.out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
-        from pipeline.sr import ReportError, write_measurement_reports
-
-        try:
-            for sr_path in write_measurement_reports(sr_results, sr_headers, args.out):
-                logger.info("wrote %s", sr_path)
-        except ReportError as exc:
-            failures += 1
-            logger.error("cannot write the structured report: %s", exc)
+        paths = {name: str(f) for f, name in names.items()}
+        failures += _write_reports(sr_results, sr_headers, args.out, args, paths)
     if args.json:
         json.dump(rows, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        _print_table(rows)
+        _print_table(rows, {str(f): name for f, name in names.items()})
     return 1 if failures else 0
 
 
-def _overlay_writer(image, out: Path, key_images=None):
-    """Frame callback for :func:`analyze_image` writing the QA overlay (and key image)."""
+def _overlay_writer(image, out: Path, stem: str, key_images=None):
+    """Frame callback for :func:`analyze_image` writing the QA overlay (and key image).
+
+    ``stem`` is the input's relative name without suffix (:func:`overlay_stem`);
+    its folders become sub-folders of ``out``.
+    """
     from pipeline.overlay import draw_overlay
 
-    stem = Path(image.source or image.sop_instance_uid).stem
+    folder = out / PurePosixPath(stem).parent
+    name = PurePosixPath(stem).name
 
     def write(frame, frame_result) -> None:
         overlay = draw_overlay(frame, frame_result)
-        cv2.imwrite(str(out / f"{stem}_frame{frame.frame_number:04d}.png"), overlay)
+        folder.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / f"{name}_frame{frame.frame_number:04d}.png"), overlay)
         if key_images is not None:
             key_images.write(overlay, image.dataset, frame_number=frame.frame_number, stem=stem)
 

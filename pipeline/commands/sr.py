@@ -1,16 +1,35 @@
-"""``mskus sr show FILE [--json]``: print the measurements of a TID 1500 SR."""
+"""``mskus sr show FILE [--json]``: print the measurements of a TID 1500 SR.
+
+The text output fits a 100-column terminal: a header (document, patient,
+completion and verification, who verified it and when), then one block per
+measurement group (its tracking identifier, finding, site and image, one
+line per measurement, its notes), long lines wrapped. ``--json`` has every
+field the reader found.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import textwrap
+from collections.abc import Mapping
 
-from pipeline.sr.reader import MeasurementGroup, MeasurementReport, NumericMeasurement, read_measurement_report
+from pipeline.sr.reader import (
+    ImageReference,
+    MeasurementGroup,
+    MeasurementReport,
+    NumericMeasurement,
+    read_measurement_report,
+)
 
-__all__ = ["add_analyze_output_options", "configure_parser", "format_table", "run_show"]
+__all__ = ["TERMINAL_WIDTH", "add_analyze_output_options", "configure_parser", "format_table", "run_show"]
 
-TABLE_COLUMNS = ("group", "finding", "site", "side", "measurement", "value", "unit", "image", "frame", "note")
+#: Widest line ``mskus sr show`` prints.
+TERMINAL_WIDTH = 100
+_INDENT = "   "
+#: Measurement names longer than this do not widen the value column of their group.
+_MAX_LABEL_WIDTH = 40
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -45,67 +64,132 @@ def _fmt_value(value: float | None) -> str:
     return f"{value:.6g}" if abs(value) < 1e6 else f"{value:.6e}"
 
 
-def _group_cells(group: MeasurementGroup | None) -> tuple[str, str, str, str]:
-    if group is None:
-        return ("(no group)", "", "", "")
+def _wrap(text: str, width: int, indent: str = "", *, hanging: str = "  ") -> list[str]:
+    """``text`` as lines of at most ``width`` characters (UIDs and other long words are not split)."""
+    return textwrap.wrap(
+        text, width=width, initial_indent=indent, subsequent_indent=indent + hanging,
+        break_long_words=False, break_on_hyphens=False,
+    ) or [indent.rstrip()]
+
+
+def _image_text(ref: ImageReference | None, image_names: Mapping[str, str]) -> str:
+    if ref is None:
+        return ""
+    text = "image " + image_names.get(ref.sop_instance_uid, ref.sop_instance_uid)
+    if ref.frame_numbers:
+        text += ", frame " + ",".join(str(f) for f in ref.frame_numbers)
+    return text
+
+
+def _measurement_image(group: MeasurementGroup | None, measurement: NumericMeasurement) -> ImageReference | None:
+    refs = list(measurement.images) + [c.image for c in measurement.coordinates if c.image]
+    if not refs and group is not None:
+        refs = list(group.images)
+    return refs[0] if refs else None
+
+
+def _group_title(group: MeasurementGroup, image_names: Mapping[str, str]) -> str:
+    title = group.tracking_identifier or group.tracking_uid or "(no tracking identifier)"
+    # A storage node names its inputs by SOP Instance UID; a caller that knows the files says which.
+    for ref in group.images:
+        name = image_names.get(ref.sop_instance_uid)
+        if name:
+            title = title.replace(f"{ref.sop_instance_uid}.dcm", name).replace(ref.sop_instance_uid, name)
+    return title
+
+
+def _group_context(group: MeasurementGroup, image_names: Mapping[str, str]) -> str:
     site = group.finding_sites[0] if group.finding_sites else None
-    return (
-        group.tracking_identifier or group.tracking_uid or "",
+    parts = [
         str(group.finding) if group.finding else "",
         str(site.site) if site else "",
         str(site.laterality) if site and site.laterality else "",
-    )
+    ]
+    what = ", ".join(p for p in parts if p)
+    where = _image_text(group.images[0] if group.images else None, image_names)
+    return "; ".join(p for p in (what, where) if p)
 
 
-def _image_cells(group: MeasurementGroup | None, measurement: NumericMeasurement | None) -> tuple[str, str]:
-    refs = list(measurement.images) + [c.image for c in measurement.coordinates if c.image] if measurement else []
-    if not refs and group is not None:
-        refs = list(group.images)
-    if not refs:
-        return ("", "")
-    ref = refs[0]
-    return (ref.sop_instance_uid, ",".join(str(f) for f in ref.frame_numbers))
+def _measurement_lines(
+    group: MeasurementGroup | None,
+    measurements: tuple[NumericMeasurement, ...],
+    image_names: Mapping[str, str],
+    width: int,
+) -> list[str]:
+    label_width = min(_MAX_LABEL_WIDTH, max((len(m.label) for m in measurements), default=0))
+    values = [_fmt_value(m.value) if m.value is not None or m.qualifier is None else str(m.qualifier) for m in measurements]
+    value_width = max((len(v) for v in values), default=0)
+    group_image = group.images[0] if group is not None and group.images else None
+    lines: list[str] = []
+    for m, value in zip(measurements, values):
+        unit = m.unit.value if m.unit else ""
+        line = f"{m.label:<{label_width}}  {value:>{value_width}}  {unit}".rstrip()
+        own_image = _measurement_image(group, m)
+        if own_image is not None and own_image != group_image:
+            line += f"  ({_image_text(own_image, image_names)})"
+        lines.extend(_wrap(line, width, _INDENT, hanging="    "))
+    return lines
 
 
-def format_table(report: MeasurementReport) -> list[str]:
-    """The lines ``mskus sr show`` prints: a header, one row per measurement, then the notes."""
+def format_table(
+    report: MeasurementReport,
+    *,
+    width: int = TERMINAL_WIDTH,
+    image_names: Mapping[str, str] | None = None,
+) -> list[str]:
+    """The lines ``mskus sr show`` prints, none longer than ``width`` (except an unbreakable word).
+
+    Parameters
+    ----------
+    report : MeasurementReport
+        As read by :func:`read_measurement_report`.
+    width : int
+        Widest line.
+    image_names : mapping of SOP Instance UID to str, optional
+        Names to show for images instead of their UIDs (``make demo`` passes
+        the sample file names it sent).
+    """
+    names = dict(image_names or {})
     title = str(report.title) if report.title else "(untitled)"
     template = f"TID {report.template_id}" if report.template_id else "no template id"
-    observer = report.device_observer_name
-    if report.device_observer_model:
-        observer += f" ({report.device_observer_model})"
-    lines = [
-        f"SR {report.sop_instance_uid}  study {report.study_instance_uid}  patient {report.patient_id}",
-        f"{title}, {template}, completion {report.completion_flag or '?'}, "
-        f"verification {report.verification_flag or '?'}" + (f", observer {observer}" if observer else ""),
-        f"{len(report.groups)} measurement group(s), {len(report.image_library)} image(s) in the Image Library",
-    ]
+    completion = report.completion_flag or "?"
+    if report.completion_flag_description:
+        completion += f" ({report.completion_flag_description})"
+    lines = [f"SR {report.sop_instance_uid}"]
+    lines += _wrap(f"study {report.study_instance_uid}, patient {report.patient_id or '(no ID)'}", width)
+    lines += _wrap(
+        f"{title}, {template}, completion {completion}, verification {report.verification_flag or '?'}", width
+    )
+    for observer in report.verifying_observers:
+        lines += _wrap(f"verified by {observer.describe()}", width)
+    if report.device_observer_name or report.device_observer_model:
+        observer_text = report.device_observer_name
+        if report.device_observer_model:
+            observer_text += f" ({report.device_observer_model})"
+        lines += _wrap(f"observer {observer_text.strip()}", width)
+    lines.append(f"{len(report.groups)} measurement group(s), {len(report.image_library)} image(s) in the Image Library")
     if report.predecessors:
-        lines.append("supersedes " + ", ".join(report.predecessors))
-    lines.append("")
-    rows: list[tuple[str, ...]] = [TABLE_COLUMNS]
-    for group in report.groups:
-        note = "; ".join(f"{e.value}" for e in group.evaluations)
-        if not group.measurements:
-            rows.append((*_group_cells(group), "", "", "", *_image_cells(group, None), note))
-            continue
-        for index, m in enumerate(group.measurements):
-            value = _fmt_value(m.value)
-            if m.value is None and m.qualifier is not None:
-                value = str(m.qualifier)
-            unit = m.unit.value if m.unit else ""
-            rows.append(
-                (*_group_cells(group), m.label, value, unit, *_image_cells(group, m), note if index == 0 else "")
-            )
-    for m in report.loose_measurements:
-        unit = m.unit.value if m.unit else ""
-        rows.append((*_group_cells(None), m.label, _fmt_value(m.value), unit, *_image_cells(None, m), ""))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(TABLE_COLUMNS) - 1)]
-    for r in rows:
-        lines.append(("  ".join(cell.ljust(w) for cell, w in zip(r[:-1], widths)) + "  " + r[-1]).rstrip())
+        lines += _wrap("supersedes " + ", ".join(report.predecessors), width)
+    for number, group in enumerate(report.groups, start=1):
+        lines.append("")
+        lines += _wrap(f"{number}. {_group_title(group, names)}", width)
+        context = _group_context(group, names)
+        if context:
+            lines += _wrap(context, width, _INDENT)
+        lines += _measurement_lines(group, group.measurements, names, width)
+        for evaluation in group.evaluations:
+            lines += _wrap(f"note: {evaluation.value}", width, _INDENT)
+    if report.loose_measurements:
+        lines += ["", "measurements outside any group:"]
+        lines += _measurement_lines(None, report.loose_measurements, names, width)
     if report.notes:
         lines.append("")
-        lines.extend(f"{note.name}: {note.value}" for note in report.notes)
+        for note in report.notes:
+            text = str(note.value)
+            # The note names the image by file and UID; a display name, when given, replaces the UID.
+            for uid, name in (names or {}).items():
+                text = text.replace(f" ({uid})", "").replace(uid, name)
+            lines += _wrap(f"{note.name}: {text}", width)
     return lines
 
 

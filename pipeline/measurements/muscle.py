@@ -51,8 +51,10 @@ so anisotropic pixels are handled.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import cv2
 import numpy as np
@@ -65,10 +67,14 @@ from pipeline.errors import MskusInputError
 from pipeline.measurements.echogenicity import EchogenicityStats, echogenicity_stats
 
 __all__ = [
+    "BoundaryFinder",
+    "ClassicalBandSearch",
     "DEEP_BOUNDARY_APONEUROSIS",
     "DEEP_BOUNDARY_BONE",
     "MuscleMeasurement",
     "NoMuscleBoundariesError",
+    "ThicknessSite",
+    "describe_boundaries",
     "measure_muscle",
 ]
 
@@ -108,6 +114,73 @@ SHALLOW_PAIR_TOLERANCE = 0.8
 SEPARATION_PRIOR_MM = 8.0
 #: Bands within this many degrees of the pair's tilt range count as competing fasciae.
 PARALLEL_TOL_DEG = 3.0
+# A band between the learned pair at least this strong (relative to the pair's weaker band) is a missed boundary.
+MISSED_BAND_STRENGTH = 0.8
+MISSED_BAND_MIN_PROBABILITY = 0.05
+# A learned band follows the band search's candidate whose centre lies this close (mm).
+SNAP_MM = 1.0
+
+
+SITE_KINDS = ("fraction", "mm_from_left", "mm_from_right", "px_from_left", "px_from_right")
+
+
+@dataclass(frozen=True)
+class ThicknessSite:
+    """Where along the tissue region's width the thickness caliper starts.
+
+    Attributes
+    ----------
+    kind : str
+        ``fraction`` (of the tissue region's width, 0 = left edge, 1 = right
+        edge; CONTRACT.md section 4 default 0.5, the centre),
+        ``mm_from_left`` / ``mm_from_right`` (a distance in mm from either
+        side of the tissue region; needs a calibration), or ``px_from_left`` /
+        ``px_from_right`` (pixels, for uncalibrated research sets).
+    value : float
+    """
+
+    kind: str = "fraction"
+    value: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.kind not in SITE_KINDS:
+            raise ValueError(f"thickness site kind must be one of {', '.join(SITE_KINDS)}, not {self.kind!r}")
+        if not math.isfinite(self.value) or self.value < 0 or (self.kind == "fraction" and self.value > 1):
+            raise ValueError(f"thickness site {self.kind} must be a finite number >= 0 (<= 1 for a fraction), not {self.value}")
+
+    @classmethod
+    def from_mapping(cls, data: object) -> ThicknessSite:
+        """From a rules-file mapping with one key, e.g. ``{fraction: 0.3}`` or ``{mm_from_left: 20}``."""
+        if not isinstance(data, dict) or len(data) != 1:
+            raise ValueError(f"thickness_site must be a mapping with one of {', '.join(SITE_KINDS)}")
+        ((kind, value),) = data.items()
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"thickness_site {kind}: expected a number, got {value!r}")
+        return cls(str(kind), float(value))
+
+    @property
+    def is_default(self) -> bool:
+        return self.kind == "fraction" and self.value == 0.5
+
+    def column(self, cols: int, mm_per_px_x: float | None) -> float:
+        """The caliper's crop column for a tissue region ``cols`` pixels wide."""
+        if self.kind == "fraction":
+            x = self.value * (cols - 1)
+        elif self.kind.startswith("mm_"):
+            if mm_per_px_x is None:
+                raise NoMuscleBoundariesError(f"thickness site {self.kind} {self.value:g} mm needs a calibrated frame")
+            px = self.value / mm_per_px_x
+            x = px if self.kind == "mm_from_left" else cols - 1 - px
+        else:
+            x = self.value if self.kind == "px_from_left" else cols - 1 - self.value
+        if not 0 <= x <= cols - 1:
+            raise NoMuscleBoundariesError(f"thickness site {self.kind} {self.value:g} lies outside the tissue region")
+        return float(x)
+
+    def describe(self) -> str:
+        unit = {"fraction": "of the width", "mm_from_left": "mm from the left", "mm_from_right": "mm from the right",
+                "px_from_left": "px from the left", "px_from_right": "px from the right"}[self.kind]
+        return f"{self.value:g} {unit}"
 
 
 class NoMuscleBoundariesError(MskusInputError):
@@ -168,6 +241,17 @@ class MuscleMeasurement:
         0-1: band contrast, continuity across the width and fit residuals.
     mm_per_px_x, mm_per_px_y : float or None
         The calibration used for the mm values.
+    boundaries : str
+        How the boundary bands were chosen: ``"learned <model version>"``
+        (the aponeurosis network proposed them, the edge tracer placed the
+        inner edges) or ``"classical band search"`` (with the reason when it
+        stands in for a missing model).
+    site : ThicknessSite
+        Where the caliper was placed.
+    boundary_agreement : float or None
+        Learned boundaries only: 1 minus the relative difference between the
+        gap of the traced inner edges and the gap between the network's band
+        borders at the caliper (1 = they agree); ``None`` otherwise.
     """
 
     thickness_px: float
@@ -190,6 +274,9 @@ class MuscleMeasurement:
     confidence: float = 0.0
     mm_per_px_x: float | None = None
     mm_per_px_y: float | None = None
+    boundaries: str = "classical band search"
+    site: ThicknessSite = field(default_factory=ThicknessSite)
+    boundary_agreement: float | None = None
 
 
 # --------------------------------------------------------------------------------------
@@ -296,6 +383,9 @@ class _Band:
     score: float
     z: float
     align: float = 1.0
+    layer: Any = None  # the learned proposal (LayerBand) this band comes from, if any
+    network_support: bool = False  # the network marks this band (a proposal, or a half-missed band)
+    extent: tuple[float, float] | None = None  # crop columns where the band was seen (None: the whole width)
 
     def y(self, x: np.ndarray | float) -> np.ndarray:
         return np.polyval(self.coef, x)
@@ -724,9 +814,23 @@ class _PairEdges:
     rms: tuple[float, float]
 
 
+def _only_columns(edge: _Edge, columns: tuple[float, float] | None) -> _Edge:
+    """The edge with its points outside ``columns`` (crop x, inclusive) dropped."""
+    if columns is None:
+        return edge
+    outside = (edge.x < columns[0]) | (edge.x > columns[1])
+    return _Edge(x=edge.x, y=np.where(outside, np.nan, edge.y), contrast=np.where(outside, np.nan, edge.contrast),
+                 level_ratio=edge.level_ratio)
+
+
 def _pair_edges(gray_f: np.ndarray, amp: np.ndarray, sup_band: _Band, deep_band: _Band,
-                sx: float, sy: float) -> _PairEdges:
-    """Track both bands, locate and fit their inner edges; refuse a pair that is no muscle."""
+                sx: float, sy: float, columns: tuple[float, float] | None = None) -> _PairEdges:
+    """Track both bands, locate and fit their inner edges; refuse a pair that is no muscle.
+
+    ``columns``: crop columns where both bands were seen (learned proposals);
+    edge points outside them are not used (the bands' curves are only
+    extrapolated there).
+    """
     rows, cols = gray_f.shape
     x = np.arange(cols, dtype=np.float64)
     yc_s = np.polyval(_track_band(gray_f, sup_band, sx, sy), x)
@@ -734,8 +838,8 @@ def _pair_edges(gray_f: np.ndarray, amp: np.ndarray, sup_band: _Band, deep_band:
     gap = yc_d - yc_s
     if np.median(gap) * sy < 0.5 * MIN_BAND_SEPARATION_MM:
         raise NoMuscleBoundariesError("superficial and deep bands merge: no muscle between them")
-    e_sup = _band_edge(gray_f, amp, yc_s, +1, 0.5 * gap, sx, sy)
-    e_deep = _band_edge(gray_f, amp, yc_d, -1, 0.5 * gap, sx, sy)
+    e_sup = _only_columns(_band_edge(gray_f, amp, yc_s, +1, 0.5 * gap, sx, sy), columns)
+    e_deep = _only_columns(_band_edge(gray_f, amp, yc_d, -1, 0.5 * gap, sx, sy), columns)
     # A fascia / aponeurosis / bone surface is a specular reflector, clearly
     # brighter than the muscle; a speckle fluctuation is not.
     min_contrast = MIN_BAND_CONTRAST_DB / ASSUMED_DYNAMIC_RANGE_DB * 255.0
@@ -754,6 +858,180 @@ def _pair_edges(gray_f: np.ndarray, amp: np.ndarray, sup_band: _Band, deep_band:
     return _PairEdges(yc_s, yc_d, e_sup, e_deep, sup_fit, deep_fit, (sup_frac, deep_frac), (sup_rms, deep_rms))
 
 
+class BoundaryFinder(Protocol):
+    """Proposes boundary bands (``pipeline.segmentation.aponeurosis.LayerBand``), shallowest first."""
+
+    name: str
+    version: str
+
+    def find(self, gray: np.ndarray, tissue_box: PixelBox, exclude: np.ndarray | None = None) -> Any: ...
+
+
+class ClassicalBandSearch:
+    """The classical band search as a :class:`BoundaryFinder` (it proposes nothing: ``find`` is ``None``).
+
+    Parameters
+    ----------
+    fallback_note : str
+        Why it stands in for the learned finder ('' when chosen), written into the SR.
+    """
+
+    name = "mskus-classical-bands"
+    version = "1"
+
+    def __init__(self, fallback_note: str = "") -> None:
+        self.fallback_note = fallback_note
+
+    def find(self, gray: np.ndarray, tissue_box: PixelBox, exclude: np.ndarray | None = None) -> None:
+        return None
+
+
+def describe_boundaries(finder: object | None) -> str:
+    """How a finder chooses the boundary bands, as the SR and tables state it."""
+    if finder is None or isinstance(finder, ClassicalBandSearch):
+        note = getattr(finder, "fallback_note", "")
+        return f"classical band search ({note})" if note else "classical band search"
+    return f"learned {getattr(finder, 'version', '')}".strip()
+
+
+def _as_band(layer: Any, xc: float) -> _Band:
+    return _Band(coef=np.asarray(layer.centre_coef, dtype=np.float64), y_c=float(layer.y(xc)),
+                 score=float(layer.probability), z=float("inf"), align=float(layer.coverage), layer=layer,
+                 network_support=True, extent=tuple(layer.x_range))
+
+
+def _common_columns(sup: _Band, deep: _Band) -> tuple[float, float] | None:
+    """Crop columns where both learned bands were seen (None: no restriction)."""
+    ranges = [b.extent for b in (sup, deep) if b.extent is not None]
+    if not ranges:
+        return None
+    lo, hi = max(r[0] for r in ranges), min(r[1] for r in ranges)
+    return (lo, hi) if hi > lo else None
+
+
+def _learned_pairs(layers: list[Any], probability: np.ndarray, gray_f: np.ndarray, sx: float, sy: float,
+                   rows: int, cols: int, min_superficial_extent: float = 0.0) -> list[tuple[_Band, _Band]]:
+    """The muscle under the skin from the network's bands: the shallowest band at least
+    ``min_superficial_extent`` of the width long and the next one at least ``MIN_BAND_SEPARATION_MM``
+    deeper. With one band only, the deep boundary (often a bone surface, which the network was not
+    taught) comes from the classical band search below it."""
+    xc = (cols - 1) / 2.0
+    # No skin zone here: the network does not mark the skin, and a cropped frame may start at the fascia.
+    # A short patch above the first long band is not the muscle's fascia.
+    first = next((i for i, b in enumerate(layers)
+                  if b.x_range[1] - b.x_range[0] + 1 >= min_superficial_extent * cols), len(layers))
+    usable = list(layers[first:])
+    if not usable:
+        raise NoMuscleBoundariesError(
+            "muscle boundaries not found with confidence: no fascia or aponeurosis band in the tissue region"
+        )
+    classical, _noise = _find_bands(gray_f, sx, sy)
+    sup = _snap(_as_band(usable[0], xc), classical, sy)
+    for deep in (_snap(_as_band(layer, xc), classical, sy) for layer in usable[1:]):
+        if (deep.y_c - sup.y_c) * sy >= MIN_BAND_SEPARATION_MM:
+            if _missed_boundary(classical, probability, sup, deep, sx, sy, cols) is not None:
+                # The image shows a boundary-like band the network barely marks between its two: on
+                # the real training frames the deep boundary was then never where the annotators put it.
+                raise NoMuscleBoundariesError(
+                    "muscle boundaries not found with confidence: a band between the proposed fascia and "
+                    "aponeurosis is as strong as they are (which layer is the muscle is ambiguous)"
+                )
+            return [(sup, deep)]
+    below = [b for b in classical if (b.y_c - sup.y_c) * sy >= MIN_BAND_SEPARATION_MM]
+    pairs = [(a, b) for a, b in _rank_pairs([sup, *below], sx, sy, rows, cols) if a is sup] if below else []
+    if not pairs:
+        raise NoMuscleBoundariesError(
+            "muscle boundaries not found with confidence: one fascia band and no deep aponeurosis or bone surface"
+        )
+    return pairs
+
+
+def _snap(band: _Band, classical: list[_Band], sy: float) -> _Band:
+    """The classical candidate on the same band (centre within ``SNAP_MM``), carrying the proposal.
+
+    The network says which band; the band search's own curve follows the
+    band's ridge on the image, so the edge tracer starts where it would
+    without the network (the network's centre may sit between two close lines).
+    """
+    close = [c for c in classical if abs(c.y_c - band.y_c) * sy <= SNAP_MM]
+    if not close:
+        return band
+    best = max(close, key=lambda c: c.score)
+    # The band search only keeps bands seen over most of the width: no column restriction.
+    return dataclasses.replace(best, layer=band.layer, network_support=True, extent=None)
+
+
+def _missed_boundary(classical: list[_Band], probability: np.ndarray, sup: _Band, deep: _Band, sx: float,
+                     sy: float, cols: int) -> _Band | None:
+    """A band the network half-missed between its two: parallel, as strong, and some network support.
+
+    A muscle holds no band like its own fasciae (oblique fascicles do not
+    count); such a band between the proposed pair, which the network also
+    marks faintly (mean probability along it at least
+    ``MISSED_BAND_MIN_PROBABILITY``, where muscle texture scores about 0.001),
+    makes the pair ambiguous.
+    """
+    xc = (cols - 1) / 2.0
+    xs = np.arange(cols)
+
+    def support(b: _Band) -> float:
+        y = np.clip(np.rint(b.y(xs)).astype(np.int64), 0, probability.shape[0] - 1)
+        return float(probability[y, xs].mean())
+
+    near = 1.5 / sy
+
+    def match(b: _Band) -> _Band | None:
+        close = [c for c in classical if abs(c.y_c - b.y_c) <= near]
+        return max(close, key=lambda c: c.score) if close else None
+
+    ends = [m for m in (match(sup), match(deep)) if m is not None]
+    if len(ends) < 2:
+        return None
+    floor = MISSED_BAND_STRENGTH * min(m.score for m in ends)
+    tilts = [_tilt_deg(m.coef, xc, sx, sy) for m in ends]
+    lo, hi = min(tilts) - PARALLEL_TOL_DEG, max(tilts) + PARALLEL_TOL_DEG
+    between = [
+        c for c in classical
+        if sup.y_c + max(near, MIN_BAND_SEPARATION_MM / sy) < c.y_c < deep.y_c - near
+        and c.score >= floor and c.z >= MIN_BAND_Z and lo <= _tilt_deg(c.coef, xc, sx, sy) <= hi
+        and support(c) >= MISSED_BAND_MIN_PROBABILITY
+    ]
+    return min(between, key=lambda c: c.y_c) if between else None
+
+
+def _network_agreement(sup: _Band, deep: _Band, sup_fit: np.ndarray, deep_fit: np.ndarray, x: float) -> float | None:
+    """1 - |gap between the traced inner edges - gap between the network's band borders| / traced gap, at x.
+
+    ``None`` when a boundary is not a network band (a bone surface, a half-missed band).
+    """
+    if sup.layer is None or deep.layer is None:
+        return None
+    traced = float(np.polyval(deep_fit, x) - np.polyval(sup_fit, x))
+    network = float(np.polyval(deep.layer.top_coef, x) - np.polyval(sup.layer.bottom_coef, x))
+    if traced <= 0:
+        return 0.0
+    return float(1.0 - abs(traced - network) / traced)
+
+
+def _learned_confidence(classical: float, layers: list[Any], pe: _PairEdges, p0: tuple[float, float],
+                        p1: tuple[float, float], cols: int, sy: float) -> float:
+    """Edge evidence times the network's: band probability and whether both bands reach the caliper."""
+    del pe, sy
+    margin = 0.05 * cols
+    probs = []
+    reach = 1.0
+    for point in (p0, p1):
+        near = [b for b in layers if abs(float(b.y(point[0])) - point[1]) <= 0.25 * abs(p1[1] - p0[1]) + 5]
+        if near:
+            best = max(near, key=lambda b: b.probability)
+            probs.append(best.probability)
+            if not best.covers(point[0], margin):
+                reach = 0.5
+        else:
+            probs.append(0.5)  # a classical deep band the network did not mark (bone)
+    return float(np.clip(classical * min(probs) * reach, 0.0, 1.0))
+
+
 def measure_muscle(
     gray: np.ndarray,
     tissue_box: PixelBox,
@@ -762,6 +1040,8 @@ def measure_muscle(
     mm_per_px_y: float | None,
     exclude: np.ndarray | None = None,
     nominal_mm_per_px: float = 0.1,
+    boundary_finder: BoundaryFinder | None = None,
+    site: ThicknessSite | None = None,
 ) -> MuscleMeasurement:
     """Measure muscle thickness and echogenicity on one long-axis frame.
 
@@ -781,6 +1061,13 @@ def measure_muscle(
         separation, search windows) and for the 0.5 mm ROI margin when the frame
         is uncalibrated. Also used for the priors when the given pixel size is
         implausible for B-mode (outside 0.01-0.4 mm/px, e.g. 1.0 to get pixels).
+    boundary_finder : BoundaryFinder, optional
+        Proposes the boundary bands (the learned aponeurosis finder): the
+        shallowest two bands under the skin zone bound the muscle measured
+        (the first muscle under the subcutaneous tissue); the inner edges are
+        then placed on the image. Without it, the classical band search.
+    site : ThicknessSite, optional
+        Where the caliper starts (default: the centre of the width).
 
     Returns
     -------
@@ -814,14 +1101,23 @@ def measure_muscle(
     if rows * psy < 2 * MIN_BAND_SEPARATION_MM or cols * psx < 5.0:
         raise NoMuscleBoundariesError(f"tissue region too small for a muscle measurement ({cols}x{rows} px)")
 
+    site = site or ThicknessSite()
+    xc = site.column(cols, mm_per_px_x if calibrated else None)
     gray_f = sub.astype(np.float32)
-    bands, _noise = _find_bands(gray_f, psx, psy)
-    pairs = _rank_pairs(bands, psx, psy, rows, cols)
+    layer_bands: list[Any] | None = None
+    found = boundary_finder.find(gray, box, exclude) if boundary_finder is not None else None
+    if found is not None:
+        layer_bands = list(found.bands)
+        pairs = _learned_pairs(layer_bands, found.probability, gray_f, psx, psy, rows, cols,
+                               min_superficial_extent=float(getattr(found, "min_superficial_extent_fraction", 0.0)))
+    else:
+        bands, _noise = _find_bands(gray_f, psx, psy)
+        pairs = _rank_pairs(bands, psx, psy, rows, cols)
     amp = _AMPLITUDE[sub]
     error: NoMuscleBoundariesError | None = None
     for sup_band, deep_band in pairs[:MAX_PAIRS_TRIED]:
         try:
-            pe = _pair_edges(gray_f, amp, sup_band, deep_band, psx, psy)
+            pe = _pair_edges(gray_f, amp, sup_band, deep_band, psx, psy, _common_columns(sup_band, deep_band))
             break
         except NoMuscleBoundariesError as exc:
             error = error or exc
@@ -832,11 +1128,15 @@ def measure_muscle(
     yc_s, yc_d = pe.sup_centre, pe.deep_centre
     # Bone: a very bright deep band with an acoustic shadow below it.
     deep_boundary = _classify_deep(sub, yc_d, pe.e_deep, psy)
+    if layer_bands is not None and not deep_band.network_support and deep_boundary != DEEP_BOUNDARY_BONE:
+        # The network was not taught bone; any other deep band it did not mark is likely a fascicle.
+        raise NoMuscleBoundariesError(
+            "muscle boundaries not found with confidence: no deep aponeurosis band under the superficial one"
+        )
     x = np.arange(cols, dtype=np.float64)
     ys = np.polyval(sup_fit, x)
     yd = np.polyval(deep_fit, x)
 
-    xc = (cols - 1) / 2.0
     span = cols
     dist_c, xdc, ydc = _perpendicular(np.array([xc]), np.array([np.polyval(sup_fit, xc)]), deep_fit,
                                       -span, 2 * span, mx, my)
@@ -869,6 +1169,10 @@ def measure_muscle(
         raise NoMuscleBoundariesError(f"echogenicity ROI is empty: {exc}") from None
 
     conf = _confidence(pe.e_sup, pe.e_deep, *pe.fractions, *pe.rms, psy)
+    agreement = None
+    if layer_bands is not None:
+        conf = _learned_confidence(conf, layer_bands, pe, p0, p1, cols, psy)
+        agreement = _network_agreement(sup_band, deep_band, sup_fit, deep_fit, xc)
     to_frame = crop.to_frame
     c0 = to_frame([p0])[0]
     c1 = to_frame([p1])[0]
@@ -893,6 +1197,9 @@ def measure_muscle(
         confidence=conf,
         mm_per_px_x=float(mm_per_px_x) if calibrated else None,
         mm_per_px_y=float(mm_per_px_y) if calibrated else None,
+        boundaries=describe_boundaries(boundary_finder),
+        site=site,
+        boundary_agreement=agreement,
     )
 
 

@@ -40,7 +40,11 @@ __all__ = [
     "ModelMismatchError",
     "SegmentationConfig",
     "SegmenterSpec",
+    "MuscleBoundaryConfig",
+    "default_boundary_finder",
     "default_segmenter",
+    "load_muscle_boundary_config",
+    "make_boundary_finder",
     "load_segmentation_config",
     "make_segmenter",
 ]
@@ -97,7 +101,7 @@ class SegmentationConfig:
         Where the configuration came from.
     """
 
-    segmenter: str = "classical"
+    segmenter: str = "learned"
     model: Path = field(default_factory=_default_model_path)
     learned: dict[str, Any] = field(default_factory=dict)
     auto: dict[str, Any] = field(default_factory=dict)
@@ -113,28 +117,47 @@ def _resolve(path: str | os.PathLike[str]) -> Path:
     return p if p.is_absolute() else REPO_ROOT / p
 
 
+SECTIONS = ("nerve", "muscle")
+
+
+def _config_section(path: str | os.PathLike[str] | None, section: str) -> tuple[Path, dict[str, Any]]:
+    """(file, mapping) of one section of the segmentation YAML (``{}`` when absent).
+
+    A missing default file gives the built-in defaults; a missing file named
+    explicitly (argument or ``MSKUS_SEGMENTATION_CONFIG``) is an error. A file
+    without section keys is the nerve section (the format before ``muscle``).
+    """
+    explicit = path is not None or bool(os.environ.get(ENV_CONFIG))
+    cfg_path = _resolve(path if path is not None else os.environ.get(ENV_CONFIG) or DEFAULT_SEGMENTATION_CONFIG)
+    if not cfg_path.is_file():
+        if explicit:
+            raise FileNotFoundError(f"segmentation config not found: {cfg_path}")
+        return cfg_path, {}
+    loaded = yaml.safe_load(cfg_path.read_text()) or {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{cfg_path}: expected a mapping")
+    if not set(loaded) & set(SECTIONS):
+        loaded = {"nerve": loaded}
+    unknown = set(loaded) - set(SECTIONS)
+    if unknown:
+        raise ValueError(f"{cfg_path}: unknown sections {', '.join(sorted(unknown))} (expected {', '.join(SECTIONS)})")
+    data = loaded.get(section) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{cfg_path}: '{section}' must be a mapping")
+    return cfg_path, data
+
+
 def load_segmentation_config(path: str | os.PathLike[str] | None = None) -> SegmentationConfig:
     """Read the segmentation YAML (default ``configs/segmentation.yaml``) plus environment overrides.
 
     A missing default file gives the built-in defaults; a missing file named
     explicitly is an error.
     """
-    explicit = path is not None or bool(os.environ.get(ENV_CONFIG))
-    cfg_path = _resolve(path if path is not None else os.environ.get(ENV_CONFIG) or DEFAULT_SEGMENTATION_CONFIG)
-    data: dict[str, Any] = {}
-    if cfg_path.is_file():
-        loaded = yaml.safe_load(cfg_path.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{cfg_path}: expected a mapping")
-        data = loaded.get("nerve", loaded) or {}
-        if not isinstance(data, dict):
-            raise ValueError(f"{cfg_path}: 'nerve' must be a mapping")
-    elif explicit:
-        raise FileNotFoundError(f"segmentation config not found: {cfg_path}")
+    cfg_path, data = _config_section(path, "nerve")
     unknown = set(data) - {"segmenter", "model", "learned", "auto"}
     if unknown:
         raise ValueError(f"{cfg_path}: unknown keys {', '.join(sorted(unknown))}")
-    kind = str(os.environ.get(ENV_KIND) or data.get("segmenter", "classical")).strip().lower()
+    kind = str(os.environ.get(ENV_KIND) or data.get("segmenter", "learned")).strip().lower()
     model = os.environ.get(ENV_MODEL) or data.get("model")
     return SegmentationConfig(
         segmenter=kind,
@@ -301,3 +324,107 @@ class SegmenterSpec:
                 f"model {self.model} here has SHA-256 {local[:12]}, the run was set up with {self.model_sha256[:12]}"
             )
         return segmenter
+
+
+# --------------------------------------------------------------------------------------
+# Muscle boundaries (configs/segmentation.yaml, key ``muscle``)
+# --------------------------------------------------------------------------------------
+
+MUSCLE_KINDS = ("learned", "classical")
+ENV_MUSCLE_KIND = "MSKUS_MUSCLE_BOUNDARIES"
+ENV_MUSCLE_MODEL = "MSKUS_APONEUROSIS_MODEL"
+
+
+def _default_aponeurosis_model_path() -> Path:
+    from pipeline.segmentation.aponeurosis import DEFAULT_APONEUROSIS_MODEL_PATH
+
+    return DEFAULT_APONEUROSIS_MODEL_PATH
+
+
+@dataclass(frozen=True)
+class MuscleBoundaryConfig:
+    """How the muscle's boundary bands are proposed.
+
+    Attributes
+    ----------
+    boundaries : str
+        ``learned`` (the aponeurosis network proposes the bands, the edge
+        tracer places the inner edges) or ``classical`` (band search alone).
+    model : Path
+        The aponeurosis ONNX model.
+    learned : dict
+        Overrides of :class:`~pipeline.segmentation.aponeurosis.AponeurosisParameters` fields.
+    source : str
+        Where the configuration came from.
+    """
+
+    boundaries: str = "learned"
+    model: Path = field(default_factory=_default_aponeurosis_model_path)
+    learned: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.boundaries not in MUSCLE_KINDS:
+            raise ValueError(
+                f"unknown muscle boundaries {self.boundaries!r} (choose one of {', '.join(MUSCLE_KINDS)})"
+            )
+
+
+def load_muscle_boundary_config(path: str | os.PathLike[str] | None = None) -> MuscleBoundaryConfig:
+    """The ``muscle`` section of the segmentation YAML plus environment overrides."""
+    cfg_path, data = _config_section(path, "muscle")
+    unknown = set(data) - {"boundaries", "model", "learned"}
+    if unknown:
+        raise ValueError(f"{cfg_path}: muscle: unknown keys {', '.join(sorted(unknown))}")
+    kind = str(os.environ.get(ENV_MUSCLE_KIND) or data.get("boundaries", "learned")).strip().lower()
+    model = os.environ.get(ENV_MUSCLE_MODEL) or data.get("model")
+    return MuscleBoundaryConfig(
+        boundaries=kind,
+        model=_resolve(model) if model else _default_aponeurosis_model_path(),
+        learned=dict(data.get("learned") or {}),
+        source=str(cfg_path) if cfg_path.is_file() else "built-in defaults",
+    )
+
+
+def make_boundary_finder(
+    kind: str | None = None,
+    *,
+    config: MuscleBoundaryConfig | None = None,
+    model: str | os.PathLike[str] | None = None,
+) -> Any:
+    """The configured muscle boundary finder.
+
+    ``learned`` without a usable model file gives the classical band search
+    with a ``fallback_note`` (written into the SR) and a logged warning.
+    """
+    from pipeline.measurements.muscle import ClassicalBandSearch
+
+    cfg = config or load_muscle_boundary_config()
+    kind = (kind or cfg.boundaries).strip().lower()
+    if kind not in MUSCLE_KINDS:
+        raise ValueError(f"unknown muscle boundaries {kind!r} (choose one of {', '.join(MUSCLE_KINDS)})")
+    if kind == "classical":
+        return ClassicalBandSearch()
+    from pipeline.segmentation.aponeurosis import AponeurosisNet, AponeurosisParameters, LearnedAponeurosisFinder
+
+    parameters = _parameters(AponeurosisParameters, cfg.learned, "muscle learned")
+    model_path = _resolve(model if model is not None else cfg.model)
+    try:
+        return LearnedAponeurosisFinder(AponeurosisNet(model_path), parameters)
+    except FileNotFoundError:
+        reason = f"aponeurosis model file not found: {_display(model_path)}"
+    except ValueError as exc:
+        reason = str(exc)
+    logger.warning("muscle boundaries 'learned': %s; using the classical band search", reason)
+    return ClassicalBandSearch(f"learned finder unavailable: {reason}")
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_finder(config_key: tuple[str, str, str]) -> Any:
+    return make_boundary_finder()
+
+
+def default_boundary_finder() -> Any:
+    """The configured muscle boundary finder, built once per process (and per configuration/environment)."""
+    key = (os.environ.get(ENV_CONFIG, ""), os.environ.get(ENV_MUSCLE_KIND, ""), os.environ.get(ENV_MUSCLE_MODEL, ""))
+    return _cached_finder(key)

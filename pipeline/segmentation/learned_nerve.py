@@ -46,6 +46,7 @@ __all__ = [
     "AutoNerveParameters",
     "AutoNerveSegmenter",
     "CLASSES",
+    "ConfidenceCalibration",
     "DEFAULT_MODEL_PATH",
     "LabelRegion",
     "LearnedFrame",
@@ -165,10 +166,13 @@ class NerveNet:
         OpenCV cannot read it.
     """
 
+    #: What the network finds, for messages.
+    what = "nerve"
+
     def __init__(self, path: str | Path = DEFAULT_MODEL_PATH) -> None:
         self.path = Path(path)
         if not self.path.is_file():
-            raise FileNotFoundError(f"nerve model not found: {self.path}")
+            raise FileNotFoundError(f"{self.what} model not found: {self.path}")
         self.sha256 = file_sha256(self.path)
         meta_file = metadata_path(self.path)
         self.metadata: dict[str, Any] = json.loads(meta_file.read_text()) if meta_file.is_file() else {}
@@ -181,7 +185,7 @@ class NerveNet:
         try:
             net = cv2.dnn.readNetFromONNX(str(self.path))
         except cv2.error as exc:
-            raise ValueError(f"OpenCV cannot read the nerve model {self.path}: {exc}") from None
+            raise ValueError(f"OpenCV cannot read the {self.what} model {self.path}: {exc}") from None
         return net  # OpenCV's own CPU backend (the default)
 
     # cv2.dnn.Net does not pickle: worker processes reload the file.
@@ -375,11 +379,20 @@ class LearnedNerveParameters:
         Smallest nerve region in mm² (calibrated frames only).
     max_nerves : int
         Most nerve regions reported per frame.
+    min_confidence : float
+        Floor of the calibrated confidence: a nerve below it is not
+        reported; a frame whose every candidate lies below it is refused
+        with the reason (:func:`pipeline.analysis.analyze_frame`).
     """
 
     min_region_fraction: float = 0.0015
     min_region_mm2: float = 0.8
     max_nerves: int = 6
+    min_confidence: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise ValueError(f"min_confidence must lie in [0, 1], not {self.min_confidence}")
 
     def as_dict(self) -> dict[str, float | int | str]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -393,6 +406,37 @@ def _model_parameters(net: NerveNet) -> dict[str, str | int]:
         "model_input_size": net.input_size,
         "model_runtime": f"opencv-dnn {cv2.__version__}",
     }
+
+
+@dataclass(frozen=True)
+class ConfidenceCalibration:
+    """Monotone map from a region's mean nerve probability to the hit rate seen on the validation split.
+
+    Fitted by :mod:`training.calibrate_nerve_confidence` (isotonic regression)
+    and stored in the model's JSON as ``confidence_calibration``; without it
+    the raw probability is the confidence.
+    """
+
+    raw_upper: tuple[float, ...] = ()
+    hit_rate: tuple[float, ...] = ()
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, Any]) -> ConfidenceCalibration:
+        record = metadata.get("confidence_calibration") or {}
+        upper = tuple(float(v) for v in record.get("raw_upper", ()))
+        rate = tuple(float(v) for v in record.get("hit_rate", ()))
+        if len(upper) != len(rate):
+            raise ValueError("confidence_calibration: raw_upper and hit_rate differ in length")
+        return cls(upper, rate)
+
+    @property
+    def fitted(self) -> bool:
+        return bool(self.raw_upper)
+
+    def __call__(self, raw: float) -> float:
+        if not self.fitted:
+            return float(np.clip(raw, 0.0, 1.0))
+        return float(np.clip(np.interp(raw, self.raw_upper, self.hit_rate), 0.0, 1.0))
 
 
 class _ParameterView:
@@ -425,10 +469,27 @@ class LearnedNerveSegmenter:
 
     name = "mskus-learned-nerve"
 
-    def __init__(self, net: NerveNet | str | Path | None = None, parameters: LearnedNerveParameters | None = None) -> None:
+    def __init__(
+        self,
+        net: NerveNet | str | Path | None = None,
+        parameters: LearnedNerveParameters | None = None,
+        *,
+        calibrate: bool = True,
+    ) -> None:
         self.net = net if isinstance(net, NerveNet) else NerveNet(net or DEFAULT_MODEL_PATH)
         self.settings = parameters or LearnedNerveParameters()
-        self.parameters = _ParameterView(_model_parameters(self.net), self.settings.as_dict())
+        self.calibration = ConfidenceCalibration.from_metadata(self.net.metadata) if calibrate else ConfidenceCalibration()
+        calibration_note = {"confidence": "calibrated on the validation split" if self.calibration.fitted else "raw"}
+        self.parameters = _ParameterView(_model_parameters(self.net), self.settings.as_dict(), calibration_note)
+
+    @property
+    def min_confidence(self) -> float:
+        """Floor of the reported confidence (see :class:`LearnedNerveParameters`)."""
+        return self.settings.min_confidence
+
+    def confidence(self, region: LabelRegion) -> float:
+        """Calibrated confidence of a nerve region (hit rate of such regions on the validation split)."""
+        return self.calibration(region.probability)
 
     @property
     def version(self) -> str:
@@ -478,10 +539,11 @@ class LearnedNerveSegmenter:
                 NerveSegmentation(
                     contour_px=contour,
                     ridge_px=contour.copy(),
-                    confidence=float(np.clip(region.probability, 0.0, 1.0)),
+                    confidence=self.confidence(region),
                     features=_nan_features(_interior_to_surround(roi, region.mask)),
                 )
             )
+        out.sort(key=lambda seg: -seg.confidence)
         return out
 
 
@@ -599,6 +661,10 @@ class AutoNerveSegmenter:
     def net(self) -> NerveNet:
         return self.learned.net
 
+    @property
+    def min_confidence(self) -> float:
+        return self.learned.min_confidence
+
     def segment(
         self,
         gray: np.ndarray,
@@ -642,7 +708,7 @@ class AutoNerveSegmenter:
             seg = NerveSegmentation(
                 contour_px=contour,
                 ridge_px=contour.copy(),
-                confidence=0.5 * float(np.clip(region.probability, 0.0, 1.0)),
+                confidence=0.5 * self.learned.confidence(region),
                 features=_nan_features(_interior_to_surround(roi, region.mask)),
             )
             if accept(seg, region.mask):
@@ -719,5 +785,4 @@ class AutoNerveSegmenter:
         )
         if not agrees:
             return None
-        confidence = float(np.clip(region.probability, 0.0, 1.0))
-        return mask, dataclasses.replace(seg, confidence=confidence)
+        return mask, dataclasses.replace(seg, confidence=self.learned.confidence(region))

@@ -114,7 +114,10 @@ MODALITY_CODES: Mapping[str, Code] = MappingProxyType(
 # Findings
 # --------------------------------------------------------------------------------------
 
-NERVE = Code("91728009", "SCT", "Nerve")
+NERVE = Code("84782009", "SCT", "Peripheral nerve")
+#: The nerve Finding of reports written before CONTRACT.md named SCT 84782009 (a tissue-type code);
+#: readers still recognise it.
+NERVE_BEFORE_2026_11 = Code("91728009", "SCT", "Nerve")
 SKELETAL_MUSCLE = Code("127954009", "SCT", "Skeletal muscle")
 
 # --------------------------------------------------------------------------------------

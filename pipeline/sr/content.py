@@ -23,6 +23,8 @@ top-left pixel at (0, 0), so :data:`SCOORD_OFFSET` (0.5) is added.
 
 from __future__ import annotations
 
+import dataclasses
+
 import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -463,6 +465,15 @@ def muscle_groups(
     frame: FrameResult, muscle: MuscleMeasurement, source: SourceImage, algorithm: AlgorithmInfo
 ) -> list[MeasurementGroupTemplate]:
     """The thickness group (caliper) and the echogenicity group (ROI) of one muscle frame."""
+    # The boundary finder that placed this caliper (learned model and hash, or the classical search
+    # with the reason it stands in) is part of the algorithm's identity.
+    algorithm = dataclasses.replace(
+        algorithm, parameters=(*algorithm.parameters, _format_parameter("boundaries", muscle.boundaries))
+    )
+    if not muscle.site.is_default:
+        algorithm = dataclasses.replace(
+            algorithm, parameters=(*algorithm.parameters, _format_parameter("thickness_site", muscle.site.describe()))
+        )
     site = [_finding_site(frame.site, frame.laterality)]
     groups: list[MeasurementGroupTemplate] = []
 

@@ -35,6 +35,7 @@ __all__ = [
     "NumericMeasurement",
     "SpatialCoordinates",
     "TextObservation",
+    "VerifyingObserver",
     "read_measurement_report",
 ]
 
@@ -207,6 +208,52 @@ class MeasurementGroup:
 
 
 @dataclass(frozen=True)
+class VerifyingObserver:
+    """Who verified the document, for whom and when (Verifying Observer Sequence item).
+
+    Attributes
+    ----------
+    name : str
+        Verifying Observer Name (a person name, ``Family^Given``).
+    organisation : str
+        Verifying Organization.
+    datetime : str
+        Verification DateTime as stored (DICOM DT, ``YYYYMMDDHHMMSS...``).
+    """
+
+    name: str
+    organisation: str
+    datetime: str
+
+    def describe(self) -> str:
+        """``"Family, Given (Organisation) on 2024-05-01 14:03:00"`` with the parts that are known."""
+        family, _, rest = self.name.partition("^")
+        given = rest.split("^")[0] if rest else ""
+        who = ", ".join(part for part in (family, given) if part) or "unnamed observer"
+        if self.organisation:
+            who += f" ({self.organisation})"
+        when = _readable_datetime(self.datetime)
+        return f"{who} on {when}" if when else who
+
+
+def _readable_datetime(value: str) -> str:
+    """DICOM DT ``YYYYMMDDHHMMSS[.ffffff][&ZZXX]`` as ``YYYY-MM-DD HH:MM:SS[ +ZZXX]``; other text unchanged."""
+    text = value.strip()
+    zone = ""
+    for sign in ("+", "-"):
+        if sign in text[8:]:
+            cut = text.index(sign, 8)
+            text, zone = text[:cut], " " + text[cut:]
+            break
+    digits = text.split(".")[0]
+    if not digits.isdigit() or len(digits) < 8:
+        return value.strip()
+    date = f"{digits[0:4]}-{digits[4:6]}-{digits[6:8]}"
+    clock = ":".join(digits[i : i + 2] for i in range(8, min(len(digits), 14), 2))
+    return f"{date} {clock}{zone}".strip() if clock else f"{date}{zone}"
+
+
+@dataclass(frozen=True)
 class MeasurementReport:
     """What a TID 1500 (or other) SR document holds."""
 
@@ -231,6 +278,8 @@ class MeasurementReport:
     loose_measurements: tuple[NumericMeasurement, ...]
     notes: tuple[TextObservation, ...]
     predecessors: tuple[str, ...] = field(default=())
+    completion_flag_description: str = ""
+    verifying_observers: tuple[VerifyingObserver, ...] = field(default=())
 
     @property
     def is_tid1500(self) -> bool:
@@ -574,5 +623,14 @@ def read_measurement_report(source: str | os.PathLike[str] | BinaryIO | Dataset)
         loose_measurements=tuple(walker.loose),
         notes=tuple(walker.notes),
         predecessors=predecessors,
+        completion_flag_description=str(ds.get("CompletionFlagDescription", "") or ""),
+        verifying_observers=tuple(
+            VerifyingObserver(
+                name=str(item.get("VerifyingObserverName", "") or ""),
+                organisation=str(item.get("VerifyingOrganization", "") or ""),
+                datetime=str(item.get("VerificationDateTime", "") or ""),
+            )
+            for item in ds.get("VerifyingObserverSequence") or []
+        ),
     )
 

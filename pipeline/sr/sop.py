@@ -51,11 +51,13 @@ from pipeline.sr.content import (
 )
 
 __all__ = [
+    "LONG_STRING_MAX",
     "SR_SOP_CLASSES",
     "MeasurementReportDocument",
     "ReportError",
     "StudyCompleteness",
     "build_measurement_report",
+    "fit_long_string",
     "group_by_study",
     "header_dataset",
     "report_file_name",
@@ -191,7 +193,16 @@ def _frame_ranges(numbers: Sequence[int]) -> str:
 
 
 def _label(result: ImageResult) -> str:
-    return Path(result.source_file).name if result.source_file else result.sop_instance_uid
+    """How the report names an image: a relative path as given, else the file name, else the UID.
+
+    ``mskus analyze`` and ``mskus batch`` give paths relative to their input
+    folder, which tell apart two ``IM_0001.dcm`` of one study; an absolute
+    path (the storage node's inbox) says nothing a reader needs beyond its name.
+    """
+    if not result.source_file:
+        return result.sop_instance_uid
+    path = Path(result.source_file)
+    return path.as_posix() if not path.is_absolute() else path.name
 
 
 def study_completeness(results: Sequence[ImageResult]) -> StudyCompleteness:
@@ -497,10 +508,29 @@ def build_measurement_report(
     _restore_evidence_classes(document, evidence)
     if not completeness.complete:
         n = len(completeness.failures)
-        document.CompletionFlagDescription = f"{n} image(s) of the study not fully measured; see Qualitative Evaluations"[
-            :64
-        ]
+        document.CompletionFlagDescription = fit_long_string(
+            f"{n} image(s) not fully measured; see Qualitative Evaluations"
+        )
     return document
+
+
+#: Most characters a Long String (LO) value may hold.
+LONG_STRING_MAX = 64
+
+
+def fit_long_string(text: str, limit: int = LONG_STRING_MAX) -> str:
+    """``text`` as an LO value: whole, or cut after the last whole word that fits, with "...".
+
+    A description cut mid-word reads as a bug; one cut at a word with an
+    ellipsis reads as shortened.
+    """
+    text = " ".join(str(text).split())
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 3]
+    if " " in head:
+        head = head.rsplit(" ", 1)[0]
+    return head.rstrip(" ;,:.") + "..."
 
 
 def _evidence_skeleton(root: hd.sr.ContainerContentItem, library: hd.sr.ContainerContentItem) -> Dataset:
