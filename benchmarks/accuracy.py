@@ -57,7 +57,7 @@ sys.path.insert(0, str(REPO))
 from pipeline.analysis import analyze_image  # noqa: E402
 from pipeline.calibration import PixelBox  # noqa: E402
 from pipeline.errors import MskusInputError  # noqa: E402
-from pipeline.geometry import polygon_area  # noqa: E402
+from pipeline.geometry import dice_coefficient, polygon_area  # noqa: E402
 from pipeline.loading import load_ultrasound  # noqa: E402
 from pipeline.annotations import burned_in_annotation_mask  # noqa: E402
 from pipeline.measurements.muscle import ThicknessSite, measure_muscle  # noqa: E402
@@ -79,11 +79,6 @@ SHARED_SETS = (
     ("dl_track_apo", "real/dl-track-apo-train", "images"),
 )
 logger = logging.getLogger("accuracy")
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(a.sum()) + int(b.sum())
-    return 2.0 * int((a & b).sum()) / total if total else 0.0
 
 
 def _summary(values: list[float]) -> dict[str, float | None]:
@@ -111,7 +106,7 @@ def synthetic_set(files: list[tuple[Path, list[dict]]], name: str) -> dict:
                 if n is not None:
                     nerve_found += 1
                     shape = image.rows, image.columns
-                    d = dice(contour_mask(n.contour_px, shape), contour_mask(np.asarray(truth["contour_px"]), shape))
+                    d = dice_coefficient(contour_mask(n.contour_px, shape), contour_mask(np.asarray(truth["contour_px"]), shape))
                     dices.append(d)
                     row.update(dice=d)
                     if n.cross_sectional_area_mm2 is not None and truth.get("csa_mm2"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["polygon_area", "polygon_mask", "polygon_perimeter"]
+__all__ = ["dice_coefficient", "polygon_area", "polygon_mask", "polygon_perimeter"]
 
 
 def polygon_area(points: np.ndarray) -> float:
@@ -72,3 +72,9 @@ def polygon_mask(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     np.add.at(runs, (row - r0, end - c0), -1)
     mask[r0:r1, c0:c1] = np.cumsum(runs[:, :-1], axis=1) > 0
     return mask
+
+
+def dice_coefficient(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice overlap ``2 |a & b| / (|a| + |b|)`` of two boolean masks of one shape (0 when both are empty)."""
+    total = int(np.count_nonzero(a)) + int(np.count_nonzero(b))
+    return 2.0 * int(np.count_nonzero(a & b)) / total if total else 0.0

@@ -28,6 +28,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from pipeline.calibration import PixelBox  # noqa: E402
+from pipeline.geometry import dice_coefficient  # noqa: E402
 from pipeline.segmentation.learned_nerve import (  # noqa: E402
     DEFAULT_MODEL_PATH,
     LearnedNerveParameters,
@@ -37,7 +38,6 @@ from pipeline.segmentation.learned_nerve import (  # noqa: E402
 )
 from training.evaluate_nerve import (  # noqa: E402
     HIT_DICE,
-    _dice,
     evaluate,
     load_example,
     true_nerve_regions,
@@ -89,7 +89,7 @@ def raw_scores(model: Path) -> list[tuple[str, float, bool]]:
         frame = seg.analyze(gray, PixelBox(0, 0, gray.shape[1] - 1, gray.shape[0] - 1))
         truths = true_nerve_regions(labels)
         for region in frame.nerves:
-            best = max((_dice(region.mask, t) for t in truths), default=0.0)
+            best = max((dice_coefficient(region.mask, t) for t in truths), default=0.0)
             rows.append((name, float(region.probability), best >= HIT_DICE))
     return rows
 

@@ -50,6 +50,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from pipeline.calibration import PixelBox  # noqa: E402
+from pipeline.geometry import dice_coefficient  # noqa: E402
 from pipeline.measurements.nerve import contour_mask  # noqa: E402
 
 USGRA = REPO.parent / "shared" / "data" / "real" / "usgra-seg-train"
@@ -74,11 +75,6 @@ def all_names(folder: Path = USGRA) -> list[str]:
     return sorted(p.name for p in (folder / "images").glob("*.png") if (folder / "masks" / p.name).exists())
 
 
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(a.sum()) + int(b.sum())
-    return 2.0 * int((a & b).sum()) / total if total else 0.0
-
-
 def true_nerve_regions(labels: np.ndarray) -> list[np.ndarray]:
     min_area = MIN_TRUE_AREA_FRACTION * labels.size
     count, comp, stats, _ = cv2.connectedComponentsWithStats((labels == 1).astype(np.uint8), connectivity=8)
@@ -92,7 +88,7 @@ def score_image(pred_masks: Sequence[np.ndarray], labels: np.ndarray) -> dict[st
     vessel = labels == 2
     hits = []
     for t in truths:
-        dices = [_dice(p, t) for p in pred_masks]
+        dices = [dice_coefficient(p, t) for p in pred_masks]
         best = int(np.argmax(dices)) if dices else -1
         if best >= 0 and dices[best] >= HIT_DICE:
             pred_area = float(pred_masks[best].sum())
@@ -101,13 +97,13 @@ def score_image(pred_masks: Sequence[np.ndarray], labels: np.ndarray) -> dict[st
     matched_preds = 0
     vessel_fps = 0
     for p in pred_masks:
-        if any(_dice(p, t) >= HIT_DICE for t in truths):
+        if any(dice_coefficient(p, t) >= HIT_DICE for t in truths):
             matched_preds += 1
         on_vessel = int((p & vessel).sum())
         on_nerve = int((p & nerve).sum())
         if on_vessel > on_nerve and on_vessel >= 0.2 * max(int(p.sum()), 1):
             vessel_fps += 1
-    first_hit = bool(pred_masks) and any(_dice(pred_masks[0], t) >= HIT_DICE for t in truths)
+    first_hit = bool(pred_masks) and any(dice_coefficient(pred_masks[0], t) >= HIT_DICE for t in truths)
     union = np.zeros_like(nerve)
     for p in pred_masks:
         union |= p
@@ -118,7 +114,7 @@ def score_image(pred_masks: Sequence[np.ndarray], labels: np.ndarray) -> dict[st
         "matched_reports": matched_preds,
         "vessel_fp": vessel_fps,
         "first_hit": first_hit,
-        "nerve_dice": _dice(union, nerve) if nerve.any() or union.any() else 1.0,
+        "nerve_dice": dice_coefficient(union, nerve) if nerve.any() or union.any() else 1.0,
     }
 
 
@@ -244,7 +240,7 @@ def sample_data_figures(segmenter: Any) -> dict[str, Any]:
             found += 1
             extra += len(frame.extra_nerves)
             true_mask = contour_mask(np.asarray(t["contour_px"]), shape)
-            dices.append(_dice(contour_mask(frame.nerve.contour_px, shape), true_mask))
+            dices.append(dice_coefficient(contour_mask(frame.nerve.contour_px, shape), true_mask))
             if frame.nerve.cross_sectional_area_mm2 is not None:
                 csa_rel.append(frame.nerve.cross_sectional_area_mm2 / t["csa_mm2"] - 1.0)
             v = t.get("vessel")

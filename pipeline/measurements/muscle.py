@@ -44,6 +44,15 @@ pixels:
    kept 0.5 mm (perpendicular) from each, over the central 60 % of the width,
    inside the tissue region, minus the excluded (colour) pixels.
 
+**Learned boundaries** (``boundary_finder``, the shipped default): the
+aponeurosis network (:mod:`pipeline.segmentation.aponeurosis`) replaces steps 1
+and 2. Its shallowest long band and the next one at least 3 mm deeper bound the
+muscle; each follows the band search's candidate on the same band, and step 3
+places the inner edges (only over the columns both bands were seen in, when a
+band has no candidate). Refused: no band; one band over something other than a
+bone surface; a strong parallel band between the two that the network half
+marks (ambiguous layer).
+
 Coordinates are frame pixels ``(x, y)`` = (column, row), pixel centres at
 integers. Millimetres use ``mm_per_px_x`` along x and ``mm_per_px_y`` along y,
 so anisotropic pixels are handled.
@@ -114,7 +123,8 @@ SHALLOW_PAIR_TOLERANCE = 0.8
 SEPARATION_PRIOR_MM = 8.0
 #: Bands within this many degrees of the pair's tilt range count as competing fasciae.
 PARALLEL_TOL_DEG = 3.0
-# A band between the learned pair at least this strong (relative to the pair's weaker band) is a missed boundary.
+# A band between the learned pair at least this strong (relative to the pair's weaker band), which the
+# network marks at least faintly, makes the pair ambiguous (refused).
 MISSED_BAND_STRENGTH = 0.8
 MISSED_BAND_MIN_PROBABILITY = 0.05
 # A learned band follows the band search's candidate whose centre lies this close (mm).
@@ -384,7 +394,7 @@ class _Band:
     z: float
     align: float = 1.0
     layer: Any = None  # the learned proposal (LayerBand) this band comes from, if any
-    network_support: bool = False  # the network marks this band (a proposal, or a half-missed band)
+    network_support: bool = False  # the network proposed this band
     extent: tuple[float, float] | None = None  # crop columns where the band was seen (None: the whole width)
 
     def y(self, x: np.ndarray | float) -> np.ndarray:
@@ -1013,10 +1023,9 @@ def _network_agreement(sup: _Band, deep: _Band, sup_fit: np.ndarray, deep_fit: n
     return float(1.0 - abs(traced - network) / traced)
 
 
-def _learned_confidence(classical: float, layers: list[Any], pe: _PairEdges, p0: tuple[float, float],
-                        p1: tuple[float, float], cols: int, sy: float) -> float:
+def _learned_confidence(classical: float, layers: list[Any], p0: tuple[float, float],
+                        p1: tuple[float, float], cols: int) -> float:
     """Edge evidence times the network's: band probability and whether both bands reach the caliper."""
-    del pe, sy
     margin = 0.05 * cols
     probs = []
     reach = 1.0
@@ -1171,7 +1180,7 @@ def measure_muscle(
     conf = _confidence(pe.e_sup, pe.e_deep, *pe.fractions, *pe.rms, psy)
     agreement = None
     if layer_bands is not None:
-        conf = _learned_confidence(conf, layer_bands, pe, p0, p1, cols, psy)
+        conf = _learned_confidence(conf, layer_bands, p0, p1, cols)
         agreement = _network_agreement(sup_band, deep_band, sup_fit, deep_fit, xc)
     to_frame = crop.to_frame
     c0 = to_frame([p0])[0]

@@ -38,7 +38,7 @@ from skimage.measure import find_contours
 
 from pipeline.calibration import PixelBox
 from pipeline.crop import Crop
-from pipeline.geometry import polygon_area, polygon_mask
+from pipeline.geometry import dice_coefficient, polygon_area, polygon_mask
 from pipeline.segmentation.base import NerveSegmentation, RimFeatures
 from pipeline.segmentation.classical_nerve import ClassicalNerveParameters, ClassicalNerveSegmenter
 
@@ -597,11 +597,6 @@ class AutoNerveParameters:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    total = int(a.sum()) + int(b.sum())
-    return 2.0 * int((a & b).sum()) / total if total else 0.0
-
-
 class _ProposalTracer(ClassicalNerveSegmenter):
     """The classical segmenter with its ring-filter candidates replaced by one proposal ``(x, y, r)``."""
 
@@ -689,7 +684,7 @@ class AutoNerveSegmenter:
             if float((mask & vessel).sum()) / float(mask.sum()) > s.max_vessel_overlap:
                 stats["vessel_dropped"] += 1
                 return False
-            if any(_dice(mask, other) > 0.3 for other in taken):
+            if any(dice_coefficient(mask, other) > 0.3 for other in taken):
                 return False
             taken.append(mask)
             out.append(seg)
@@ -780,7 +775,7 @@ class AutoNerveSegmenter:
         mask = polygon_mask(contour_crop, region.mask.shape)
         area = float(mask.sum())
         inside = float((mask & region.mask).sum()) / max(area, 1.0)
-        agrees = _dice(mask, region.mask) >= s.min_agreement or (
+        agrees = dice_coefficient(mask, region.mask) >= s.min_agreement or (
             inside >= s.min_inside and area >= s.min_area_ratio * region.area_px
         )
         if not agrees:
