@@ -77,9 +77,21 @@ class TlsConfig:
 
 @dataclass(frozen=True)
 class SendPolicy:
+    """How results are sent: retries with exponential backoff, and how long one attempt may hang.
+
+    ``connect_timeout`` bounds the TCP connect, ``acse_timeout`` the
+    association negotiation and release, ``dimse_timeout`` the wait for the
+    C-STORE response; a destination that accepts TCP and never answers
+    costs at most their sum, and only its own queue waits (one sender
+    thread per destination).
+    """
+
     max_attempts: int = 8
     backoff_seconds: float = 5.0
     max_backoff_seconds: float = 3600.0
+    connect_timeout: float = 5.0
+    acse_timeout: float = 10.0
+    dimse_timeout: float = 30.0
 
     def delay(self, attempts: int) -> float:
         """Seconds to wait after ``attempts`` failed attempts (exponential, capped)."""
@@ -105,6 +117,14 @@ class NodeConfig:
     tls: TlsConfig | None = None
     #: An empty ``allow`` list on an address beyond loopback is refused unless this says it is meant.
     allow_any_peer: bool = False
+    #: Simultaneous incoming associations; one more is rejected (local limit exceeded) and logged.
+    max_associations: int = 64
+    #: Seconds a TLS client may take for its handshake (it runs on the association's own thread).
+    tls_handshake_timeout: float = 10.0
+    #: Analysis runs of one study that may end in a dead worker before the study is marked failed.
+    max_analysis_attempts: int = 3
+    #: Port of the loopback health/metrics endpoint (Prometheus text at /metrics); ``None``: off, 0: any free port.
+    metrics_port: int | None = None
 
     def __post_init__(self) -> None:
         _check_ae(self.ae_title, "ae_title")
@@ -117,6 +137,16 @@ class NodeConfig:
             raise UsageError("max_pdu must be >= 0")
         if self.send.max_attempts < 1 or self.send.backoff_seconds < 0:
             raise UsageError("send.max_attempts must be >= 1 and send.backoff_seconds >= 0")
+        if min(self.send.connect_timeout, self.send.acse_timeout, self.send.dimse_timeout) <= 0:
+            raise UsageError("send timeouts must be > 0")
+        if self.max_associations < 1:
+            raise UsageError("max_associations must be >= 1")
+        if self.tls_handshake_timeout <= 0:
+            raise UsageError("tls_handshake_timeout must be > 0")
+        if self.max_analysis_attempts < 1:
+            raise UsageError("max_analysis_attempts must be >= 1")
+        if self.metrics_port is not None:
+            _check_port(self.metrics_port, "metrics_port", allow_zero=True)
 
     def peer_allowed(self, ae_title: str, host: str) -> bool:
         if not self.allow:
@@ -192,7 +222,8 @@ def parse_destination(text: str) -> Destination:
 
 def _from_mapping(data: Mapping[str, Any], source: str) -> NodeConfig:
     known = {"version", "ae_title", "bind_address", "port", "data_dir", "max_pdu", "require_called_ae_title", "allow",
-             "destinations", "quiet_seconds", "workers", "key_images", "send", "tls", "allow_any_peer"}
+             "destinations", "quiet_seconds", "workers", "key_images", "send", "tls", "allow_any_peer",
+             "max_associations", "tls_handshake_timeout", "max_analysis_attempts", "metrics_port"}
     unknown = set(data) - known
     if unknown:
         raise UsageError(f"{source}: unknown setting(s) {', '.join(sorted(unknown))}")
@@ -202,15 +233,20 @@ def _from_mapping(data: Mapping[str, Any], source: str) -> NodeConfig:
     for key in ("ae_title", "bind_address"):
         if key in data:
             kwargs[key] = str(data[key])
-    for key in ("port", "max_pdu", "workers"):
+    for key in ("port", "max_pdu", "workers", "max_associations", "max_analysis_attempts"):
         if key in data:
             if isinstance(data[key], bool) or not isinstance(data[key], int):
                 raise UsageError(f"{source}: {key} must be an integer")
             kwargs[key] = data[key]
-    if "quiet_seconds" in data:
-        if not isinstance(data["quiet_seconds"], (int, float)) or isinstance(data["quiet_seconds"], bool):
-            raise UsageError(f"{source}: quiet_seconds must be a number")
-        kwargs["quiet_seconds"] = float(data["quiet_seconds"])
+    for key in ("quiet_seconds", "tls_handshake_timeout"):
+        if key in data:
+            if not isinstance(data[key], (int, float)) or isinstance(data[key], bool):
+                raise UsageError(f"{source}: {key} must be a number")
+            kwargs[key] = float(data[key])
+    if data.get("metrics_port") is not None:
+        if isinstance(data["metrics_port"], bool) or not isinstance(data["metrics_port"], int):
+            raise UsageError(f"{source}: metrics_port must be an integer (or null: off)")
+        kwargs["metrics_port"] = data["metrics_port"]
     for key in ("require_called_ae_title", "key_images", "allow_any_peer"):
         if key in data:
             if not isinstance(data[key], bool):
@@ -239,9 +275,17 @@ def _from_mapping(data: Mapping[str, Any], source: str) -> NodeConfig:
     send = data.get("send") or {}
     if not isinstance(send, Mapping):
         raise UsageError(f"{source}: send must be a mapping")
-    kwargs["send"] = SendPolicy(
-        max_attempts=int(send.get("max_attempts", 8)), backoff_seconds=float(send.get("backoff_seconds", 5.0))
-    )
+    defaults = SendPolicy()
+    try:
+        kwargs["send"] = SendPolicy(
+            max_attempts=int(send.get("max_attempts", defaults.max_attempts)),
+            backoff_seconds=float(send.get("backoff_seconds", defaults.backoff_seconds)),
+            connect_timeout=float(send.get("connect_timeout", defaults.connect_timeout)),
+            acse_timeout=float(send.get("acse_timeout", defaults.acse_timeout)),
+            dimse_timeout=float(send.get("dimse_timeout", defaults.dimse_timeout)),
+        )
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{source}: send: {exc}") from None
     tls = data.get("tls")
     if tls:
         if not isinstance(tls, Mapping) or not {"cert", "key"} <= set(tls):

@@ -20,6 +20,8 @@ from pynetdicom import evt
 
 from dicom_node.config import NodeConfig
 from dicom_node.index import NodeIndex, StoredInstance
+from dicom_node.logsafe import escape, install
+from dicom_node.metrics import NodeMetrics
 from dicom_node.storage import DurableStore
 from pipeline.errors import MskusInputError
 from pipeline.loading import validate_dataset
@@ -27,6 +29,7 @@ from pipeline.loading import validate_dataset
 __all__ = ["NodeHandlers", "STATUS"]
 
 logger = logging.getLogger("mskus.node")
+install(logger.name)  # peer-supplied values (AE titles, UIDs, comments) are escaped in every line
 
 STATUS = {
     "success": 0x0000,
@@ -52,14 +55,16 @@ def _peer(event: evt.Event) -> tuple[str, str]:
 class NodeHandlers:
     """The node's handlers, bound to its config, store and index."""
 
-    def __init__(self, config: NodeConfig, store: DurableStore, index: NodeIndex) -> None:
+    def __init__(self, config: NodeConfig, store: DurableStore, index: NodeIndex, metrics: NodeMetrics | None = None) -> None:
         self.config = config
         self.store = store
         self.index = index
+        self.metrics = metrics or NodeMetrics()
 
     def bindings(self) -> list[tuple[evt.EventType, object]]:
         return [
             (evt.EVT_REQUESTED, self.on_requested),
+            (evt.EVT_REJECTED, self.on_rejected),
             (evt.EVT_ESTABLISHED, self.on_established),
             (evt.EVT_RELEASED, self.on_closed),
             (evt.EVT_ABORTED, self.on_closed),
@@ -69,15 +74,50 @@ class NodeHandlers:
 
     # -- association -----------------------------------------------------------
     def on_requested(self, event: evt.Event) -> None:
-        """Refuse calling AE titles / hosts not on the allow-list before negotiation."""
+        """Refuse a wrong called AE title, callers not on the allow-list and associations over the limit.
+
+        Each rejection is one log line and one audit row naming the calling
+        and called AE titles, the peer's address and the reason.
+        """
         primitive = event.assoc.requestor.primitive
         calling = str(primitive.calling_ae_title).strip()
+        called = str(primitive.called_ae_title).strip()
         host = str(event.assoc.requestor.address)
-        if not self.config.peer_allowed(calling, host):
-            logger.warning("event=association_rejected calling_ae=%s host=%s reason=not_allowed", calling, host)
-            self.index.audit("association_rejected", f"calling_ae={calling} host={host} reason=not on allow-list")
-            event.assoc.acse.send_reject(0x01, 0x01, 0x03)  # permanent, calling AE title not recognised
-            event.assoc.kill()  # as pynetdicom does after its own rejections: lets the PDU go out first
+        port = event.assoc.requestor.port
+        reason, rsd = "", ()
+        if self.config.require_called_ae_title and called != self.config.ae_title:
+            reason, rsd = f"called AE title is not {self.config.ae_title}", (0x01, 0x01, 0x07)
+        elif not self.config.peer_allowed(calling, host):
+            reason, rsd = "calling AE title / host not on the allow-list", (0x01, 0x01, 0x03)
+        else:
+            active = [a for a in event.assoc.ae.active_associations if a.is_acceptor]
+            if len(active) > self.config.max_associations:
+                reason = f"association limit reached ({self.config.max_associations} simultaneous)"
+                rsd = (0x02, 0x03, 0x02)  # transient, presentation related: local limit exceeded
+        if not reason:
+            return
+        self._log_rejection(calling, called, host, port, reason)
+        event.assoc.acse.send_reject(*rsd)
+        event.assoc.kill()  # as pynetdicom does after its own rejections: lets the PDU go out first
+
+    def on_rejected(self, event: evt.Event) -> None:
+        """A rejection pynetdicom made itself (after :meth:`on_requested`): logged the same way."""
+        primitive = event.assoc.requestor.primitive
+        calling = str(getattr(primitive, "calling_ae_title", "") or "").strip()
+        called = str(getattr(primitive, "called_ae_title", "") or "").strip()
+        self._log_rejection(calling, called, str(event.assoc.requestor.address), event.assoc.requestor.port,
+                            "rejected during negotiation")
+
+    def _log_rejection(self, calling: str, called: str, host: str, port: int, reason: str) -> None:
+        logger.warning(
+            "event=association_rejected calling_ae=%s called_ae=%s host=%s port=%s reason=%s",
+            calling, called, host, port, reason,
+        )
+        self.index.audit(
+            "association_rejected",
+            f"calling_ae={escape(calling)} called_ae={escape(called)} host={escape(host)} reason={reason}",
+        )
+        self.metrics.inc("mskus_associations_total", result="rejected", reason=reason.split(" (")[0])
 
     def on_established(self, event: evt.Event) -> None:
         sock = getattr(event.assoc.dul.socket, "socket", None)
@@ -87,6 +127,7 @@ class NodeHandlers:
             except OSError:
                 pass
         calling, host = _peer(event)
+        self.metrics.inc("mskus_associations_total", result="accepted", reason="")
         logger.info("event=association_open calling_ae=%s host=%s", calling, host)
 
     def on_closed(self, event: evt.Event) -> None:
@@ -120,9 +161,10 @@ class NodeHandlers:
         except Exception as exc:  # malformed bytes from the network: answer, keep serving
             reason = f"cannot decode dataset: {exc}"
             logger.warning("event=store_refused calling_ae=%s sop=%s status=0xC210 reason=%s", calling, requested_sop, reason)
-            self.index.audit("store_refused", f"calling_ae={calling} sop={requested_sop} reason={reason}")
+            self.index.audit("store_refused", f"calling_ae={escape(calling)} sop={escape(requested_sop)} reason={escape(reason)}")
+            self.metrics.inc("mskus_instances_refused_total", reason="cannot_understand")
             return _status(STATUS["cannot_understand"], reason)
-        problem = ""
+        problem, code = "", "does_not_match_sop_class"
         if sop_uid != requested_sop:
             problem = "SOP Instance UID differs from the C-STORE request"
         elif sop_class != str(event.request.AffectedSOPClassUID):
@@ -131,10 +173,11 @@ class NodeHandlers:
             try:
                 validate_dataset(ds)
             except MskusInputError as exc:
-                problem = str(exc)
+                problem, code = str(exc), exc.code
         if problem:
             logger.warning("event=store_refused calling_ae=%s sop=%s status=0xA900 reason=%s", calling, sop_uid, problem)
-            self.index.audit("store_refused", f"calling_ae={calling} sop={sop_uid} reason={problem}")
+            self.index.audit("store_refused", f"calling_ae={escape(calling)} sop={escape(sop_uid)} reason={escape(problem)}")
+            self.metrics.inc("mskus_instances_refused_total", reason=code)
             return _status(STATUS["does_not_match_sop_class"], problem)
         data = event.encoded_dataset(include_meta=True)
         digest = hashlib.sha256(data).hexdigest()
@@ -149,12 +192,17 @@ class NodeHandlers:
         except OSError as exc:
             reason = f"storage unavailable: {exc.strerror or exc}"
             logger.error("event=store_failed calling_ae=%s sop=%s status=0xA700 reason=%s", calling, sop_uid, reason)
+            self.metrics.inc("mskus_instances_refused_total", reason="out_of_resources")
             return _status(STATUS["out_of_resources"], reason)
         except Exception as exc:  # e.g. sqlite3 errors: never acknowledge what is not recorded
             reason = f"index unavailable: {exc}"
             logger.error("event=store_failed calling_ae=%s sop=%s status=0xA700 reason=%s", calling, sop_uid, reason)
+            self.metrics.inc("mskus_instances_refused_total", reason="out_of_resources")
             return _status(STATUS["out_of_resources"], reason)
-        self.index.audit("instance_received", f"calling_ae={calling} host={host} sop={sop_uid} study={study_uid}")
+        self.index.audit(
+            "instance_received", f"calling_ae={escape(calling)} host={host} sop={escape(sop_uid)} study={escape(study_uid)}"
+        )
+        self.metrics.inc("mskus_instances_stored_total")
         logger.info(
             "event=store calling_ae=%s sop=%s study=%s bytes=%d ms=%.1f",
             calling, sop_uid, study_uid, len(data), (time.perf_counter() - started) * 1000,

@@ -42,7 +42,8 @@ CREATE TABLE IF NOT EXISTS studies (
     state TEXT NOT NULL,
     runs INTEGER NOT NULL DEFAULT 0,
     last_error TEXT NOT NULL DEFAULT '',
-    updated_at REAL NOT NULL
+    updated_at REAL NOT NULL,
+    crashes INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS results (
     sop_instance_uid TEXT PRIMARY KEY,
@@ -144,6 +145,14 @@ class NodeIndex:
         self._local = threading.local()
         # executescript manages its own transaction.
         self._connect().executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Add the columns newer versions use to an index written by an older one."""
+        db = self._connect()
+        columns = {row[1] for row in db.execute("PRAGMA table_info(studies)")}
+        if "crashes" not in columns:
+            db.execute("ALTER TABLE studies ADD COLUMN crashes INTEGER NOT NULL DEFAULT 0")
 
     def _connect(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -233,17 +242,74 @@ class NodeIndex:
             arrived_during_run = row is not None and row[0] > snapshot
             state = StudyState.PENDING if arrived_during_run else StudyState.FAILED if error else StudyState.PROCESSED
             db.execute(
-                "UPDATE studies SET state=?, last_error=?, updated_at=? WHERE study_uid=?",
+                "UPDATE studies SET state=?, last_error=?, updated_at=?, crashes=0 WHERE study_uid=?",
                 (state.value, error, now, study_uid),
             )
 
+    def requeue_after_crash(self, study_uid: str, reason: str, max_attempts: int, *, now: float | None = None) -> StudyState:
+        """A run ended because its worker process died: queue the study again, or fail it after ``max_attempts``.
+
+        Returns the study's new state (pending, or failed with the reason
+        and the number of attempts in ``last_error``).
+        """
+        now = time.time() if now is None else now
+        with self._tx() as db:
+            row = db.execute("SELECT crashes FROM studies WHERE study_uid=?", (study_uid,)).fetchone()
+            crashes = (row[0] if row else 0) + 1
+            if crashes >= max_attempts:
+                state, error = StudyState.FAILED, f"analysis worker died {crashes} times; last: {reason}"
+            else:
+                state, error = StudyState.PENDING, f"analysis worker died ({reason}); queued again, attempt {crashes + 1} of {max_attempts}"
+            db.execute(
+                "UPDATE studies SET state=?, crashes=?, last_error=?, updated_at=? WHERE study_uid=?",
+                (state.value, crashes, error[:500], now, study_uid),
+            )
+        return state
+
+    def retry_studies(self, study_uids: list[str] | None = None, *, now: float | None = None) -> int:
+        """Queue failed studies for analysis again (``None``: every failed study); returns how many."""
+        now = time.time() if now is None else now
+        with self._tx() as db:
+            query = "UPDATE studies SET state=?, crashes=0, updated_at=? WHERE state=?"
+            params: list[object] = [StudyState.PENDING.value, now, StudyState.FAILED.value]
+            if study_uids is not None:
+                query += f" AND study_uid IN ({','.join('?' * len(study_uids))})"
+                params.extend(study_uids)
+            return db.execute(query, params).rowcount
+
+    def result_paths(self) -> set[str]:
+        """Every archived result's path the index knows."""
+        return {row[0] for row in self._connect().execute("SELECT path FROM results")}
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Studies by state and outbox items by state (for metrics and ``mskus status``)."""
+        db = self._connect()
+        studies = {state.value: 0 for state in StudyState}
+        studies.update({r[0]: r[1] for r in db.execute("SELECT state, COUNT(*) FROM studies GROUP BY state")})
+        outbox = {state.value: 0 for state in OutboxState}
+        outbox.update({r[0]: r[1] for r in db.execute("SELECT state, COUNT(*) FROM outbox GROUP BY state")})
+        return {"studies": studies, "outbox": outbox}
+
+    def oldest_pending_received_at(self) -> float | None:
+        """When the oldest study still waiting for analysis got its last instance (``None``: none waits)."""
+        row = self._connect().execute(
+            "SELECT MIN(last_received_at) FROM studies WHERE state IN (?, ?)",
+            (StudyState.PENDING.value, StudyState.PROCESSING.value),
+        ).fetchone()
+        return row[0] if row and row[0] is not None else None
+
     def reset_interrupted(self) -> int:
-        """After a crash: studies left 'processing' become pending again."""
+        """After a crash: studies left 'processing' (or failed by a dead worker) become pending again."""
         with self._tx() as db:
             cur = db.execute(
                 "UPDATE studies SET state=? WHERE state=?", (StudyState.PENDING.value, StudyState.PROCESSING.value)
             )
-            return cur.rowcount
+            # Left failed by a version that did not survive a dead worker: redo them too.
+            legacy = db.execute(
+                "UPDATE studies SET state=? WHERE state=? AND last_error LIKE '%terminated abruptly%'",
+                (StudyState.PENDING.value, StudyState.FAILED.value),
+            )
+            return cur.rowcount + legacy.rowcount
 
     def studies(self) -> list[StudyRow]:
         rows = self._connect().execute(
@@ -284,13 +350,20 @@ class NodeIndex:
                     (sop_instance_uid, destination, OutboxState.PENDING.value, now, now),
                 )
 
-    def due_outbox(self, *, now: float | None = None) -> list[OutboxItem]:
+    def due_outbox(self, *, now: float | None = None, destination: str | None = None,
+                   exclude: tuple[str, ...] = ()) -> list[OutboxItem]:
+        """Pending items due at ``now``: for one ``destination``, or for every destination not in ``exclude``."""
         now = time.time() if now is None else now
+        where, params = "", []
+        if destination is not None:
+            where, params = " AND o.destination=?", [destination]
+        elif exclude:
+            where, params = f" AND o.destination NOT IN ({','.join('?' * len(exclude))})", list(exclude)
         rows = self._connect().execute(
             "SELECT o.id, o.result_uid, o.destination, o.state, o.attempts, o.next_attempt_at, o.last_error, r.path "
             "FROM outbox o JOIN results r ON r.sop_instance_uid=o.result_uid "
-            "WHERE o.state=? AND o.next_attempt_at<=? ORDER BY o.next_attempt_at",
-            (OutboxState.PENDING.value, now),
+            f"WHERE o.state=? AND o.next_attempt_at<=?{where} ORDER BY o.next_attempt_at",
+            (OutboxState.PENDING.value, now, *params),
         ).fetchall()
         return [OutboxItem(r[0], r[1], r[2], OutboxState(r[3]), r[4], r[5], r[6], r[7]) for r in rows]
 

@@ -1,9 +1,18 @@
 """The storage node: receive, queue per study, analyse in worker processes, send results.
 
 :class:`StorageNode` owns the pynetdicom server (association threads), a
-scheduler thread that hands quiet studies to a process pool, and a sender
-thread that works through the outbox. Analysis never runs on an
-association thread.
+scheduler thread that hands quiet studies to a process pool, and one sender
+thread per destination that works through the outbox. Analysis never runs
+on an association thread.
+
+Supervision: a worker process that dies (``kill -9``, the OOM killer, a
+decoder segfault) breaks the pool; the scheduler sees it, rebuilds the pool
+and queues the studies it held again (``max_analysis_attempts`` runs, then
+the study is marked failed with the reason; ``mskus retry --studies``
+queues it again). Workers end themselves when the node process dies
+(:func:`~dicom_node.processing.init_worker`). TLS handshakes run on the
+association's own thread with a timeout, so a client that connects and says
+nothing delays no one else.
 """
 
 from __future__ import annotations
@@ -11,13 +20,17 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import multiprocessing
+import os
 import signal
+import socket
 import ssl
 import threading
 import time
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES
+from pynetdicom.transport import ThreadedAssociationServer
 from pynetdicom.sop_class import Verification
 from pydicom.uid import (
     DeflatedExplicitVRLittleEndian,
@@ -37,8 +50,10 @@ from pydicom.uid import (
 
 from dicom_node.config import NodeConfig, check_exposure, startup_notes
 from dicom_node.handlers import NodeHandlers
-from dicom_node.index import NodeIndex
-from dicom_node.processing import StudyJob, StudyOutcome, process_study
+from dicom_node.index import NodeIndex, StudyState
+from dicom_node.logsafe import install
+from dicom_node.metrics import MetricsServer, NodeMetrics, index_gauges
+from dicom_node.processing import StudyJob, StudyOutcome, init_worker, process_study
 from dicom_node.sender import OutboxSender
 from dicom_node.storage import DurableStore
 from pipeline.loading import SECONDARY_CAPTURE_SOP_CLASSES, ULTRASOUND_SOP_CLASSES
@@ -46,6 +61,7 @@ from pipeline.loading import SECONDARY_CAPTURE_SOP_CLASSES, ULTRASOUND_SOP_CLASS
 __all__ = ["ACCEPTED_TRANSFER_SYNTAXES", "StorageNode"]
 
 logger = logging.getLogger("mskus.node")
+install(logger.name)
 
 ACCEPTED_TRANSFER_SYNTAXES = [
     ExplicitVRLittleEndian,
@@ -75,6 +91,38 @@ def _ssl_context(config: NodeConfig) -> ssl.SSLContext | None:
     return context
 
 
+class _HandshakeOffAcceptServer(ThreadedAssociationServer):
+    """pynetdicom's threaded server with the TLS handshake moved from the accept loop to the connection's thread.
+
+    pynetdicom wraps each accepted socket (handshake included) in the thread
+    that accepts connections, so one client that opens TCP and sends no
+    ClientHello blocks every later connection. Here the accept loop only
+    accepts; the handshake runs in the new connection's thread and is
+    abandoned after ``handshake_timeout`` seconds, with a log line naming the peer.
+    """
+
+    handshake_timeout: float = 10.0
+    on_handshake_failed = None  # callable(host, port, reason)
+
+    def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        return self.socket.accept()
+
+    def process_request_thread(self, request, client_address) -> None:
+        if self.ssl_context is not None:
+            previous = request.gettimeout()
+            try:
+                request.settimeout(self.handshake_timeout)
+                request = self.ssl_context.wrap_socket(request, server_side=True)
+                request.settimeout(previous)
+            except (OSError, ssl.SSLError, ValueError) as exc:
+                reason = "timed out" if isinstance(exc, TimeoutError | socket.timeout) else f"{type(exc).__name__}: {exc}"
+                if self.on_handshake_failed is not None:
+                    self.on_handshake_failed(client_address[0], client_address[1], reason)
+                self.shutdown_request(request)
+                return
+        super().process_request_thread(request, client_address)
+
+
 class StorageNode:
     """A running mskus storage node.
 
@@ -91,11 +139,14 @@ class StorageNode:
         self.poll_seconds = poll_seconds
         self.store = DurableStore(config.data_dir)
         self.index = NodeIndex(Path(config.data_dir) / "index.sqlite3")
-        self.handlers = NodeHandlers(config, self.store, self.index)
-        self.sender = OutboxSender(config, self.index)
+        self.metrics = NodeMetrics()
+        self.handlers = NodeHandlers(config, self.store, self.index, self.metrics)
+        self.sender = OutboxSender(config, self.index, self.metrics)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._server = None
+        self._ae: AE | None = None
+        self._metrics_server: MetricsServer | None = None
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._running: dict[str, concurrent.futures.Future[StudyOutcome]] = {}
 
@@ -105,6 +156,7 @@ class StorageNode:
         ae.maximum_pdu_size = self.config.max_pdu
         ae.require_called_aet = self.config.require_called_ae_title
         ae.require_calling_aet = sorted({p.ae_title for p in self.config.allow})
+        ae.maximum_associations = self.config.max_associations
         ae.network_timeout = 60
         ae.dimse_timeout = 60
         ae.add_supported_context(Verification, ALL_TRANSFER_SYNTAXES)
@@ -127,20 +179,30 @@ class StorageNode:
         recovered = self.index.reset_interrupted()
         if recovered:
             logger.info("event=recovered studies=%d", recovered)
-        self._pool = concurrent.futures.ProcessPoolExecutor(
-            max_workers=self.config.workers, mp_context=multiprocessing.get_context("spawn")
-        )
-        ae = self.build_ae()
-        self._server = ae.start_server(
+        self.reconcile_archive()
+        self._pool = self._new_pool()
+        ae = self._ae = self.build_ae()
+        server = ae.make_server(
             (self.config.bind_address, self.config.port),
-            block=False,
             evt_handlers=self.handlers.bindings(),
             ssl_context=_ssl_context(self.config),
+            server_class=_HandshakeOffAcceptServer,
         )
-        for target, name in ((self._schedule_loop, "mskus-scheduler"), (self._send_loop, "mskus-sender")):
-            thread = threading.Thread(target=target, name=name, daemon=True)
+        server.handshake_timeout = self.config.tls_handshake_timeout
+        server.on_handshake_failed = self._handshake_failed
+        ae._servers.append(server)  # as start_server does: ae.shutdown() stops it too
+        self._server = server
+        loops = [(self._schedule_loop, (), "mskus-scheduler"), (server.serve_forever, (), "mskus-acceptor")]
+        loops.append((self._send_loop, (None,), "mskus-sender-unconfigured"))
+        loops.extend((self._send_loop, (d.label,), f"mskus-sender-{d.label}") for d in self.config.destinations)
+        for target, args, name in loops:
+            thread = threading.Thread(target=target, args=args, name=name, daemon=True)
             thread.start()
             self._threads.append(thread)
+        if self.config.metrics_port is not None:
+            self._metrics_server = MetricsServer(self.config.metrics_port, self.render_metrics, self.health)
+            self._metrics_server.start()
+            logger.info("event=metrics_listening url=http://127.0.0.1:%d/metrics", self._metrics_server.port)
         self.index.audit("node_started", f"ae_title={self.config.ae_title} port={self.port}")
         logger.info("event=node_started ae_title=%s address=%s port=%d", self.config.ae_title, self.config.bind_address, self.port)
 
@@ -150,10 +212,70 @@ class StorageNode:
             return self.config.port
         return int(self._server.server_address[1])
 
+    @property
+    def metrics_port(self) -> int | None:
+        """The port of the metrics endpoint (``None`` when off)."""
+        return self._metrics_server.port if self._metrics_server is not None else None
+
+    def worker_pids(self) -> list[int]:
+        """Process ids of the analysis workers now alive."""
+        processes = getattr(self._pool, "_processes", None) or {}
+        return [pid for pid, proc in list(processes.items()) if proc.is_alive()]
+
+    def render_metrics(self) -> str:
+        """The Prometheus text of ``/metrics``: event counters and the index's gauges."""
+        gauges = index_gauges(self.index)
+        gauges[("mskus_up", ())] = 1.0 if self.health()[0] else 0.0
+        return self.metrics.render(gauges)
+
+    def health(self) -> tuple[bool, str]:
+        """Whether every node thread is alive, and which are not."""
+        dead = [t.name for t in self._threads if not t.is_alive()]
+        if self._stop.is_set():
+            return False, "stopping"
+        return (not dead), ("ok" if not dead else "threads not running: " + ", ".join(dead))
+
+    def reconcile_archive(self) -> int:
+        """Move archived files no index row knows into ``DATA_DIR/orphans/`` (a worker's write after a crash).
+
+        Returns how many were moved; each is logged. A result written but not
+        recorded is not sent anywhere: the study's next run makes a new one.
+        """
+        known = {os.path.abspath(p) for p in self.index.result_paths()}
+        moved = 0
+        for path in sorted(self.store.archive.rglob("*.dcm")):
+            if os.path.abspath(path) in known:
+                continue
+            target = Path(self.config.data_dir) / "orphans" / path.parent.name / path.name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(path, target)
+            moved += 1
+            logger.warning("event=orphan_result path=%s moved_to=%s", path, target)
+        if moved:
+            self.index.audit("archive_reconciled", f"orphans={moved}")
+        return moved
+
+    def _handshake_failed(self, host: str, port: int, reason: str) -> None:
+        logger.warning(
+            "event=tls_handshake_failed called_ae=%s host=%s port=%s reason=%s", self.config.ae_title, host, port, reason
+        )
+        self.metrics.inc("mskus_tls_handshake_failures_total")
+
+    def _new_pool(self) -> concurrent.futures.ProcessPoolExecutor:
+        return concurrent.futures.ProcessPoolExecutor(
+            max_workers=self.config.workers,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=init_worker,
+            initargs=(os.getpid(),),
+        )
+
     def stop(self) -> None:
         self._stop.set()
         if self._server is not None:
             self._server.shutdown()
+            self._server.server_close()
+        if self._metrics_server is not None:
+            self._metrics_server.stop()
         for thread in self._threads:
             thread.join(timeout=10)
         if self._pool is not None:
@@ -197,19 +319,42 @@ class StorageNode:
             snapshot=snapshot,
         )
         logger.info("event=study_run_start study=%s run=%d instances=%d", study_uid, run, len(job.instance_paths))
-        self._running[study_uid] = self._pool.submit(process_study, job)
+        try:
+            self._running[study_uid] = self._pool.submit(process_study, job)
+        except BrokenProcessPool:  # a worker died since the last collection: rebuild, then submit
+            self._replace_pool("pool broken at submit")
+            self._running[study_uid] = self._pool.submit(process_study, job)
+
+    def _replace_pool(self, reason: str) -> None:
+        old, self._pool = self._pool, self._new_pool()
+        if old is not None:
+            old.shutdown(wait=False, cancel_futures=True)
+        self.metrics.inc("mskus_worker_restarts_total")
+        self.index.audit("worker_restarted", reason)
+        logger.warning("event=worker_pool_rebuilt reason=%s", reason)
 
     def _collect_finished(self, wait: bool = False) -> None:
+        broken = False
         for study_uid, future in list(self._running.items()):
             if not (future.done() or wait):
                 continue
             del self._running[study_uid]
             try:
                 outcome = future.result()
-            except Exception as exc:
-                logger.error("event=study_run_failed study=%s reason=%s", study_uid, exc)
-                self.index.finish_study(study_uid, time.time(), error=str(exc))
+            except BrokenProcessPool as exc:
+                # The worker process died (kill -9, OOM, segfault): not this study's verdict.
+                broken = True
+                state = self.index.requeue_after_crash(study_uid, str(exc), self.config.max_analysis_attempts)
+                logger.error(
+                    "event=worker_died study=%s action=%s reason=%s",
+                    study_uid, "requeued" if state is StudyState.PENDING else "failed", exc,
+                )
                 continue
+            except Exception as exc:
+                logger.error("event=study_run_failed study=%s reason=%s: %s", study_uid, type(exc).__name__, exc)
+                self.index.finish_study(study_uid, time.time(), error=f"{type(exc).__name__}: {exc}")
+                continue
+            self.metrics.inc("mskus_images_refused_total", outcome.failed_images)
             destinations = [d.label for d in self.config.destinations]
             for result in outcome.results:
                 self.index.add_result(result.sop_instance_uid, study_uid, result.kind, result.path, outcome.run, destinations)
@@ -222,10 +367,16 @@ class StorageNode:
                 "event=study_run_done study=%s run=%d images=%d failed=%d results=%d seconds=%.2f",
                 study_uid, outcome.run, outcome.images, outcome.failed_images, len(outcome.results), outcome.seconds,
             )
+        if broken and not self._stop.is_set():
+            self._replace_pool("an analysis worker process died")
 
-    def _send_loop(self) -> None:
+    def _send_loop(self, destination: str | None) -> None:
+        """One destination's sender (``None``: items of destinations no longer configured)."""
         while not self._stop.wait(self.poll_seconds):
             try:
-                self.sender.run_once()
+                if destination is None:
+                    self.sender.run_unconfigured()
+                else:
+                    self.sender.run_once(destination=destination, stop=self._stop)
             except Exception:
-                logger.exception("event=sender_error")
+                logger.exception("event=sender_error destination=%s", destination)

@@ -2,31 +2,17 @@
 
 A file is written to a temporary name, fsync'd, renamed into place and its
 folder fsync'd, so that after Success is returned a crash or power loss
-cannot lose or half-write it. File names are built from sanitised UIDs only.
+cannot lose or half-write it. File names are built from UIDs by :func:`pipeline.filenames.uid_file_name` only.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import re
 from pathlib import Path
 
-__all__ = ["DurableStore", "safe_uid_name"]
+from pipeline.filenames import uid_file_name
 
-_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
-
-
-def safe_uid_name(uid: str) -> str:
-    """A file-name-safe form of a UID: the UID itself when it is a valid UID, else its hash.
-
-    Whatever a sender puts in a UID (``../``, slashes, NUL, 10 kB of text) the
-    result is a plain name without path separators.
-    """
-    text = str(uid).strip().rstrip("\x00")
-    if 0 < len(text) <= 64 and _UID.match(text):
-        return text
-    return "x" + hashlib.sha256(str(uid).encode("utf-8", "surrogateescape")).hexdigest()[:40]
+__all__ = ["DurableStore"]
 
 
 def _fsync_dir(path: Path) -> None:
@@ -72,8 +58,8 @@ class DurableStore:
 
     def store_instance(self, study_uid: str, sop_instance_uid: str, data: bytes) -> Path:
         """Durably write a received instance to ``inbox/<study>/<sop>.dcm``."""
-        return self._write(self.inbox / safe_uid_name(study_uid), safe_uid_name(sop_instance_uid) + ".dcm", data)
+        return self._write(self.inbox / uid_file_name(study_uid), uid_file_name(sop_instance_uid) + ".dcm", data)
 
     def store_result(self, study_uid: str, sop_instance_uid: str, data: bytes) -> Path:
         """Durably write a result (SR, key image) to ``archive/<study>/<sop>.dcm``."""
-        return self._write(self.archive / safe_uid_name(study_uid), safe_uid_name(sop_instance_uid) + ".dcm", data)
+        return self._write(self.archive / uid_file_name(study_uid), uid_file_name(sop_instance_uid) + ".dcm", data)

@@ -8,6 +8,7 @@ of CONTRACT.md section 2 for tables and CSV.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 import os
@@ -17,11 +18,22 @@ from dataclasses import dataclass, field
 from pipeline import __version__
 from pipeline.annotations import burned_in_annotation_mask
 from pipeline.calibration import CalibrationSource, FrameCalibration
-from pipeline.errors import CalibrationError, MskusInputError
+from pipeline.errors import INTERNAL_ERROR, CalibrationError, MskusInputError, internal_error
 from pipeline.loading import UltrasoundFrame, UltrasoundImage, load_ultrasound
 from pipeline.measurements.echogenicity import colour_pixel_mask
 from pipeline.measurements.muscle import BoundaryFinder, MuscleMeasurement, measure_muscle
-from pipeline.measurements.nerve import NerveMeasurement, measure_nerve
+from pipeline.measurements.nerve import NerveMeasurement, contour_mask, measure_nerve
+from pipeline.measurements.vascularity import (
+    MIN_ROI_COVERAGE,
+    NO_COLOUR_FLOW,
+    ColourFlowMap,
+    DopplerHeader,
+    FrameDoppler,
+    Vascularity,
+    detect_colour_flow,
+    inpaint_colour,
+    measure_vascularity,
+)
 from pipeline.protocols import Laterality, Protocol, ProtocolChoice, ProtocolRules, laterality_of, load_protocol_rules
 from pipeline.segmentation import NerveSegmenter
 from pipeline.segmentation.factory import default_boundary_finder, default_segmenter
@@ -54,7 +66,10 @@ class FrameResult:
     segmenter that finds several nerves (the learned one reports each
     connected nerve region) gives the best as ``nerve`` and the others, best
     first, as ``extra_nerves``; each is its own set of rows and its own SR
-    measurement group.
+    measurement group. ``doppler`` holds the frame's colour flow and the
+    vascularity of each nerve (``doppler.nerves``, in ``nerves`` order) or of
+    the muscle ROI (``doppler.muscle``); on a greyscale frame it says
+    "no colour flow data" and holds no value.
     """
 
     frame_index: int
@@ -66,6 +81,7 @@ class FrameResult:
     muscle: MuscleMeasurement | None = None
     reason: str = ""
     extra_nerves: tuple[NerveMeasurement, ...] = ()
+    doppler: FrameDoppler | None = None
 
     @property
     def nerves(self) -> tuple[NerveMeasurement, ...]:
@@ -139,12 +155,27 @@ def analyze_frame(
     """
     cal = frame.calibration
     # Never measured: colour Doppler pixels and burned-in text, calipers and markers.
-    exclude = burned_in_annotation_mask(frame.gray, cal.tissue_box)
+    annotations = burned_in_annotation_mask(frame.gray, cal.tissue_box)
+    exclude = annotations.copy()
     colour = colour_pixel_mask(frame.color)
     if colour is not None:
         exclude |= colour
+    # Colour flow (colour / power Doppler): measured as vascularity, never as tissue.
+    header = getattr(frame, "doppler", None) or DopplerHeader()
+    try:
+        flow = detect_colour_flow(frame.color, cal, header, gray=frame.gray)
+    except Exception as exc:  # noqa: BLE001 - a colour-flow fault costs the Doppler values, not the frame
+        logger.exception("frame %d: colour flow detection failed", frame.index)
+        flow = ColourFlowMap(None, f"colour flow not analysed: {type(exc).__name__}: {exc}", (), header)
+    if flow.mask is not None:
+        exclude |= flow.mask
+    doppler = FrameDoppler(
+        header=header, available=flow.available, reason=flow.reason, flow_pixel_count=flow.flow_pixel_count,
+        boxes=flow.boxes,
+    )
     base = dict(
-        frame_index=frame.index, protocol=choice.protocol, site=choice.site, laterality=laterality, calibration=cal
+        frame_index=frame.index, protocol=choice.protocol, site=choice.site, laterality=laterality, calibration=cal,
+        doppler=doppler,
     )
     # A Pixel Spacing fallback or a missing calibration is said next to every value.
     if not cal.is_calibrated:
@@ -153,7 +184,16 @@ def analyze_frame(
         uncalibrated_note = cal.note
     scale = cal.mm_per_px if cal.is_calibrated else None
     if choice.protocol is Protocol.NERVE:
-        candidates = segmenter.segment(frame.gray, cal.tissue_box, mm_per_px=scale, exclude=exclude)
+        # Colour pixels are missing B-mode data, not bright tissue: the segmenter sees them in-painted
+        # from the grey around them (annotations stay excluded).
+        seg_gray, seg_exclude = frame.gray, exclude
+        if colour is not None:
+            missing = colour if flow.mask is None else colour | flow.mask
+            seg_gray = inpaint_colour(frame.gray, missing, cal.tissue_box)
+            if seg_gray is not frame.gray:
+                seg_exclude = annotations
+                base["doppler"] = doppler = dataclasses.replace(doppler, inpainted=True)
+        candidates = segmenter.segment(seg_gray, cal.tissue_box, mm_per_px=scale, exclude=seg_exclude)
         if not candidates:
             return FrameResult(**base, reason="no nerve found: no structure with a bright rim around a non-anechoic interior")
         # A segmenter with a calibrated confidence names a floor; below it a nerve is refused, not reported.
@@ -176,6 +216,8 @@ def analyze_frame(
             return FrameResult(**base, reason=f"nerve measurement refused: {refused[0]}")
         if refused:
             logger.info("frame %d: %d of %d nerves refused: %s", frame.index, len(refused), len(found), refused[0])
+        values = tuple(_nerve_vascularity(flow, n, frame.gray.shape) for n in nerves)
+        base["doppler"] = dataclasses.replace(doppler, nerves=values)
         return FrameResult(**base, nerve=nerves[0], extra_nerves=tuple(nerves[1:]), reason=uncalibrated_note)
     try:
         muscle = measure_muscle(
@@ -191,7 +233,26 @@ def analyze_frame(
             cal.check_measurement(muscle.caliper_px)
     except MskusInputError as exc:
         return FrameResult(**base, reason=f"muscle measurement refused: {exc}")
+    base["doppler"] = dataclasses.replace(doppler, muscle=_muscle_vascularity(flow, muscle, frame.gray.shape))
     return FrameResult(**base, muscle=muscle, reason=uncalibrated_note)
+
+
+def _nerve_vascularity(flow: ColourFlowMap, nerve: NerveMeasurement, shape: tuple[int, int]) -> Vascularity:
+    """Vascularity index, vessel count and grade inside a nerve contour (absent without colour flow)."""
+    if flow.mask is None:
+        return Vascularity.absent(flow.reason or NO_COLOUR_FLOW)
+    return measure_vascularity(flow, contour_mask(nerve.contour_px, shape))
+
+
+def _muscle_vascularity(flow: ColourFlowMap, muscle: MuscleMeasurement, shape: tuple[int, int]) -> Vascularity:
+    """Vascularity index of the muscle echogenicity ROI (absent without colour flow)."""
+    if flow.mask is None:
+        return Vascularity.absent(flow.reason or NO_COLOUR_FLOW)
+    if muscle.roi_mask.shape != tuple(shape) or not muscle.roi_mask.any():
+        return Vascularity.absent("no muscle ROI to measure")
+    return measure_vascularity(
+        flow, muscle.roi_mask, count_vessels=False, min_coverage=MIN_ROI_COVERAGE, whole_roi=False, what="muscle ROI"
+    )
 
 
 def analyze_image(
@@ -224,9 +285,11 @@ def analyze_image(
     )
     try:
         choice = rules.choose(image.dataset, override=protocol)
+        laterality = laterality_of(image.dataset)
     except MskusInputError as exc:
         return ImageResult(**common, error=str(exc), error_code=exc.code)
-    laterality = laterality_of(image.dataset)
+    except Exception as exc:  # noqa: BLE001 - one image's fault must not cost the others
+        return ImageResult(**common, error=internal_error(image.source, "choosing the protocol", exc), error_code=INTERNAL_ERROR)
     results = []
     try:
         for frame in image.iter_frames(frames):
@@ -236,6 +299,9 @@ def analyze_image(
                 on_frame(frame, frame_result)
     except MskusInputError as exc:
         return ImageResult(**common, protocol=choice, frames=tuple(results), error=str(exc), error_code=exc.code)
+    except Exception as exc:  # noqa: BLE001 - one image's fault must not cost the others
+        reason = internal_error(image.source, f"analysing frame {len(results) + 1}", exc)
+        return ImageResult(**common, protocol=choice, frames=tuple(results), error=reason, error_code=INTERNAL_ERROR)
     return ImageResult(**common, protocol=choice, frames=tuple(results))
 
 
@@ -254,6 +320,8 @@ def analyze_file(
         return ImageResult(source_file=str(path), error=str(exc), error_code=exc.code)
     except OSError as exc:
         return ImageResult(source_file=str(path), error=f"cannot read file: {exc.strerror or exc}", error_code="unreadable")
+    except Exception as exc:  # noqa: BLE001 - a reader bug refuses this file only
+        return ImageResult(source_file=str(path), error=internal_error(path, "loading", exc), error_code=INTERNAL_ERROR)
     return analyze_image(image, rules=rules, protocol=protocol, segmenter=segmenter, boundary_finder=boundary_finder)
 
 
@@ -279,6 +347,8 @@ def _rows_for_frame(result: ImageResult, frame: FrameResult) -> Iterator[Measure
         for k, n in enumerate(frame.nerves, start=1):
             named = common if k == 1 else {**common, "structure": f"{frame.site} (nerve {k})"}
             yield from _value_rows(frame, named, _nerve_values(n), n.confidence)
+            if frame.doppler is not None:
+                yield from _doppler_rows(named, frame.doppler.nerve(k - 1), n.confidence, nerve=True)
         return
     m = frame.muscle
     assert m is not None
@@ -291,6 +361,30 @@ def _rows_for_frame(result: ImageResult, frame: FrameResult) -> Iterator[Measure
         ("echogenicity_median", m.echogenicity.median, "1"),
     ]
     yield from _value_rows(frame, common, values, m.confidence)
+    if frame.doppler is not None and frame.doppler.muscle is not None:
+        yield from _doppler_rows(common, frame.doppler.muscle, m.confidence, nerve=False)
+
+
+def _doppler_rows(common: dict, value: Vascularity, confidence: float, *, nerve: bool) -> Iterator[MeasurementRow]:
+    """Vascularity rows (CONTRACT.md section 2 names and units); absent values are refused rows with the reason.
+
+    A nerve gets ``vascularity_index`` (%), ``vessel_count`` and ``vascularity_grade`` (1);
+    a muscle ROI the index only.
+    """
+    values: list[tuple[str, float | None, str]] = [("vascularity_index", value.vascularity_index, "%")]
+    if nerve:
+        values += [("vessel_count", value.vessel_count, "1"), ("vascularity_grade", value.vascularity_grade, "1")]
+    for name, number, unit in values:
+        if number is None:
+            yield MeasurementRow(
+                **common, measurement=name, value=None, unit=unit, status=RowStatus.REFUSED,
+                reason=value.reason or NO_COLOUR_FLOW, confidence=confidence,
+            )
+        else:
+            yield MeasurementRow(
+                **common, measurement=name, value=float(number), unit=unit, status=RowStatus.MEASURED,
+                reason=value.note, confidence=confidence,
+            )
 
 
 def _nerve_values(n: NerveMeasurement) -> list[tuple[str, float | None, str]]:

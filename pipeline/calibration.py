@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 
 from pipeline.errors import CalibrationError, UncalibratedError
 
@@ -91,6 +92,20 @@ class CalibrationSource(str, enum.Enum):
     UNCALIBRATED = "uncalibrated"
 
 
+def _number(item: Dataset, keyword: str, kind: type[int] | type[float]) -> int | float:
+    """One numeric region attribute (0 when absent or empty); a list or text raises ``TypeError``/``ValueError``.
+
+    A value with more than one item (VM > 1 where the standard says 1) is
+    refused rather than guessed: ``TypeError`` names the attribute.
+    """
+    value = item.get(keyword, 0)
+    if value is None or value == "":
+        return kind(0)
+    if isinstance(value, (list, tuple, MultiValue)):
+        raise TypeError(f"{keyword} has {len(value)} values, expected one")
+    return kind(value)
+
+
 def _enum_or_int(enum_type: type[enum.IntEnum], value: int) -> enum.IntEnum | int:
     try:
         return enum_type(value)
@@ -149,10 +164,19 @@ class PixelBox:
         )
 
     def clipped(self, rows: int, columns: int) -> PixelBox:
-        """This box restricted to a frame of ``rows`` x ``columns`` pixels."""
-        return PixelBox(
-            max(0, self.x0), max(0, self.y0), min(columns - 1, self.x1), min(rows - 1, self.y1)
-        )
+        """This box restricted to a frame of ``rows`` x ``columns`` pixels.
+
+        Raises
+        ------
+        CalibrationError
+            The box lies entirely outside the frame (nothing of it is left).
+        """
+        x0, y0, x1, y1 = max(0, self.x0), max(0, self.y0), min(columns - 1, self.x1), min(rows - 1, self.y1)
+        if x1 < x0 or y1 < y0:
+            raise CalibrationError(
+                f"ultrasound region {list(self.as_tuple())} lies outside the {columns}x{rows} frame"
+            )
+        return PixelBox(x0, y0, x1, y1)
 
 
 @dataclass(frozen=True)
@@ -191,17 +215,20 @@ class UltrasoundRegion:
                 ref = (int(item.ReferencePixelX0), int(item.ReferencePixelY0))
             except (TypeError, ValueError):
                 ref = None
-        return cls(
-            box=box,
-            spatial_format=_enum_or_int(RegionSpatialFormat, int(item.get("RegionSpatialFormat", 0) or 0)),
-            data_type=_enum_or_int(RegionDataType, int(item.get("RegionDataType", 0) or 0)),
-            flags=int(item.get("RegionFlags", 0) or 0),
-            units_x=_enum_or_int(PhysicalUnits, int(item.get("PhysicalUnitsXDirection", 0) or 0)),
-            units_y=_enum_or_int(PhysicalUnits, int(item.get("PhysicalUnitsYDirection", 0) or 0)),
-            delta_x=float(item.get("PhysicalDeltaX", 0.0) or 0.0),
-            delta_y=float(item.get("PhysicalDeltaY", 0.0) or 0.0),
-            reference_pixel=ref,
-        )
+        try:
+            return cls(
+                box=box,
+                spatial_format=_enum_or_int(RegionSpatialFormat, _number(item, "RegionSpatialFormat", int)),
+                data_type=_enum_or_int(RegionDataType, _number(item, "RegionDataType", int)),
+                flags=_number(item, "RegionFlags", int),
+                units_x=_enum_or_int(PhysicalUnits, _number(item, "PhysicalUnitsXDirection", int)),
+                units_y=_enum_or_int(PhysicalUnits, _number(item, "PhysicalUnitsYDirection", int)),
+                delta_x=_number(item, "PhysicalDeltaX", float),
+                delta_y=_number(item, "PhysicalDeltaY", float),
+                reference_pixel=ref,
+            )
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise CalibrationError(f"ultrasound region with an invalid value: {exc}") from None
 
     @property
     def is_2d(self) -> bool:

@@ -7,6 +7,14 @@ comment. Callers catch :class:`MskusInputError` to handle all of them.
 
 from __future__ import annotations
 
+import logging
+import os
+
+logger = logging.getLogger(__name__)
+
+#: ``error_code`` of an image refused because the program failed on it (a bug or an input no check foresaw).
+INTERNAL_ERROR = "internal_error"
+
 
 class MskusInputError(Exception):
     """Base class: the input cannot be analysed, for a stated reason."""
@@ -33,6 +41,12 @@ class TruncatedFileError(MskusInputError):
     """The file ends before its declared content (for example mid pixel data)."""
 
     code = "truncated"
+
+
+class MalformedElementError(MskusInputError):
+    """An element cannot be decoded (unknown VR, a length that does not fit its VR, ...)."""
+
+    code = "malformed"
 
 
 class NotUltrasoundError(MskusInputError):
@@ -78,3 +92,27 @@ class UncalibratedError(CalibrationError):
 
 class UsageError(Exception):
     """A user error in command-line arguments or configuration (one line, exit 2)."""
+
+
+def internal_error(source: str | os.PathLike[str] | None, stage: str, exc: BaseException) -> str:
+    """The one-line refusal for an unexpected exception while handling one image, logged with the file.
+
+    Parameters
+    ----------
+    source : path or None
+        The image's file (``None``: in memory).
+    stage : str
+        What was being done, e.g. ``"loading"`` or ``"analysing frame 3"``.
+    exc : BaseException
+        The exception; its type and message go into the reason, its traceback
+        into the log at debug level only.
+
+    Returns
+    -------
+    str
+        ``"internal error while <stage>: <Type>: <message>"`` on one line.
+    """
+    reason = " ".join(f"internal error while {stage}: {type(exc).__name__}: {exc}".split())
+    logger.warning("%s: %s", source if source is not None else "<dataset>", reason)
+    logger.debug("traceback of the internal error", exc_info=exc)
+    return reason

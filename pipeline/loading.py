@@ -25,6 +25,7 @@ import numpy as np
 import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
+from pydicom.multival import MultiValue
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import get_decoder, iter_pixels
 from pydicom.uid import UID
@@ -36,6 +37,7 @@ from pipeline.calibration import (
     regions_from_sequence,
 )
 from pipeline.errors import (
+    MalformedElementError,
     MskusInputError,
     NoPixelDataError,
     NotDicomError,
@@ -43,6 +45,7 @@ from pipeline.errors import (
     TruncatedFileError,
     UndecodablePixelDataError,
 )
+from pipeline.measurements.vascularity import DopplerHeader
 from pipeline.photometric import check_photometric, to_display_frame
 from pipeline.tissue_area import estimate_tissue_box
 
@@ -51,6 +54,7 @@ __all__ = [
     "ULTRASOUND_SOP_CLASSES",
     "UltrasoundFrame",
     "UltrasoundImage",
+    "check_elements",
     "load_ultrasound",
     "read_dataset",
     "validate_dataset",
@@ -98,6 +102,9 @@ class UltrasoundFrame:
         The source instance.
     number_of_frames : int
         Frames in the source instance.
+    doppler : DopplerHeader
+        The image's colour-flow attributes (Ultrasound Color Data Present,
+        Pulse Repetition Frequency, lossy chroma).
     """
 
     index: int
@@ -106,6 +113,7 @@ class UltrasoundFrame:
     calibration: FrameCalibration
     sop_instance_uid: str
     number_of_frames: int
+    doppler: DopplerHeader = field(default_factory=DopplerHeader)
 
     @property
     def frame_number(self) -> int:
@@ -281,6 +289,7 @@ class UltrasoundImage:
         self.transfer_syntax = _transfer_syntax(dataset)
         self._shared_regions = regions_from_sequence(dataset.get("SequenceOfUltrasoundRegions"))
         self._per_frame_regions = self._parse_per_frame_regions()
+        self._doppler = DopplerHeader.from_dataset(dataset)
 
     @property
     def sop_instance_uid(self) -> str:
@@ -386,6 +395,7 @@ class UltrasoundImage:
             calibration=calibration,
             sop_instance_uid=self.sop_instance_uid,
             number_of_frames=self.number_of_frames,
+            doppler=self._doppler,
         )
 
     def __repr__(self) -> str:
@@ -393,6 +403,51 @@ class UltrasoundImage:
             f"UltrasoundImage(sop_instance_uid={self.sop_instance_uid!r}, frames={self.number_of_frames}, "
             f"{self.columns}x{self.rows}, {self.photometric}, {self.transfer_syntax.name})"
         )
+
+
+def check_elements(ds: Dataset) -> None:
+    """Decode every element (sequences included) now, so a malformed one is refused with its tag.
+
+    pydicom converts element values lazily: an unknown VR
+    (``NotImplementedError``) or a value length that is not a multiple of its
+    VR's size (``BytesLengthException``) would otherwise surface deep inside
+    the analysis, far from the file that caused it.
+
+    Raises
+    ------
+    MalformedElementError
+        Names the element and what is wrong with it, in one line.
+    """
+    for tag in list(ds.keys()):
+        try:
+            elem = ds[tag]  # converts the raw element
+            items = list(elem.value) if elem.VR == "SQ" else ()
+        except (MemoryError, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # pydicom raises many types on a malformed value
+            raise MalformedElementError(f"malformed DICOM element {tag}: {type(exc).__name__}: {exc}") from None
+        for item in items:
+            check_elements(item)
+
+
+#: Image Pixel module attributes the decoder and the converters read as one integer each.
+_INTEGER_PIXEL_ATTRIBUTES = (
+    "Rows", "Columns", "SamplesPerPixel", "BitsAllocated", "BitsStored", "HighBit", "PixelRepresentation",
+    "PlanarConfiguration", "NumberOfFrames",
+)
+
+
+def _check_integer_attributes(ds: Dataset) -> None:
+    """Each Image Pixel attribute present holds one integer (a wrong VR can make it text or a list)."""
+    for keyword in _INTEGER_PIXEL_ATTRIBUTES:
+        value = ds.get(keyword)
+        if value is None or value == "":
+            continue
+        try:
+            if isinstance(value, (list, tuple, MultiValue, bytes)) or int(value) != float(value):
+                raise ValueError
+        except (TypeError, ValueError, OverflowError):
+            raise MalformedElementError(f"malformed DICOM element {keyword}: not one integer ({str(value)[:40]!r})") from None
 
 
 def validate_dataset(ds: Dataset) -> None:
@@ -404,9 +459,11 @@ def validate_dataset(ds: Dataset) -> None:
 
     Raises
     ------
-    NotUltrasoundError, NoPixelDataError, UnsupportedPhotometricError,
-    TruncatedFileError, UndecodablePixelDataError
+    MalformedElementError, NotUltrasoundError, NoPixelDataError,
+    UnsupportedPhotometricError, TruncatedFileError, UndecodablePixelDataError
     """
+    check_elements(ds)
+    _check_integer_attributes(ds)
     _check_is_ultrasound(ds)
     _check_pixel_data(ds)
     check_photometric(ds)

@@ -22,7 +22,8 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 
 from dicom_node.index import NodeIndex, OutboxItem, OutboxState, StudyRow, StudyState
-from dicom_node.storage import DurableStore, safe_uid_name
+from dicom_node.storage import DurableStore
+from pipeline.filenames import uid_file_name
 from qa_review.model import FrameInfo, StudyDetail, StudyStatus, StudySummary
 from qa_review.render import RenderError, render_overlay_png
 from qa_review.reportcache import ReportCache
@@ -79,7 +80,7 @@ class ArchiveSource:
         return next((s for s in self.index.studies() if s.study_uid == study_uid), None)
 
     def _verified(self, study_uid: str, automated_uid: str) -> list[tuple[Path, Dataset]]:
-        folder = self.store.archive / safe_uid_name(study_uid)
+        folder = self.store.archive / uid_file_name(study_uid)
         out = []
         for path in sorted(folder.glob("*.dcm")) if folder.is_dir() else []:
             ds = self._cache.header(path)

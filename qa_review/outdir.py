@@ -28,7 +28,9 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset
 
-from dicom_node.storage import safe_uid_name
+from pipeline.batch.overlays import overlay_rel_path
+from pipeline.filenames import uid_file_name
+from pipeline.sr.sop import report_file_name
 from qa_review.audit import AUDIT_FILE, JsonlAudit
 from qa_review.model import FrameInfo, StudyDetail, StudyStatus, StudySummary
 from qa_review.render import RenderError, render_overlay_png
@@ -48,7 +50,7 @@ logger = logging.getLogger(__name__)
 
 def verified_file_name(study_uid: str, number: int) -> str:
     """File name of the ``number``-th verified SR of a study."""
-    return f"SR_{safe_uid_name(study_uid)}_verified_{number}.dcm"
+    return f"SR_{uid_file_name(study_uid)}_verified_{number}.dcm"
 
 
 @dataclass
@@ -113,7 +115,7 @@ class OutDirSource:
     def _automated_path(self, study_uid: str, files: _StudyFiles) -> Path | None:
         if not files.automated:
             return None
-        preferred = self.out_dir / f"SR_{study_uid}.dcm"
+        preferred = self.out_dir / report_file_name(study_uid)
         if preferred in files.automated:
             return preferred
 
@@ -227,9 +229,9 @@ class OutDirSource:
 
     # -- overlays --------------------------------------------------------------
     def _overlay_file(self, study_uid: str, sop: str, frame: int, side: Sidecar) -> Path | None:
-        if safe_uid_name(study_uid) != study_uid or safe_uid_name(sop) != sop:
+        if uid_file_name(study_uid) != study_uid or uid_file_name(sop) != sop:
             return None  # never build paths from odd UIDs
-        candidates = [self.out_dir / "overlays" / study_uid / f"{sop}_frame{frame:04d}.png"]
+        candidates = [self.out_dir / overlay_rel_path(study_uid, sop, frame)]
         source = side.sources.get(sop)
         if source:
             stem = Path(source.replace("\\", "/")).stem

@@ -5,7 +5,10 @@ drawing follows :func:`pipeline.overlay.draw_overlay`: nerve contour in
 green, muscle ROI in cyan, calipers in green with end markers, the tissue
 region's box in gray, values and a "not for diagnosis" line as text. The
 coordinates are the SR's (DICOM SCOORD: the top-left corner of the image at
-(0, 0)), so the reviewer sees exactly what the document claims.
+(0, 0)), so the reviewer sees exactly what the document claims. On a colour /
+power Doppler frame the colour box and the flow pixels inside each contour or
+ROI (those the vascularity index counts, found again by the same detector) are
+outlined in magenta, as on the QA overlay.
 """
 
 from __future__ import annotations
@@ -18,7 +21,9 @@ import cv2
 import numpy as np
 
 from pipeline.errors import MskusInputError
-from pipeline.loading import load_ultrasound
+from pipeline.loading import UltrasoundFrame, load_ultrasound
+from pipeline.measurements.nerve import contour_mask
+from pipeline.measurements.vascularity import detect_colour_flow
 from qa_review.model import Overlay
 
 __all__ = ["RenderError", "render_overlay_png"]
@@ -28,6 +33,7 @@ logger = logging.getLogger(__name__)
 _GREEN = (0, 220, 0)
 _CYAN = (255, 200, 0)
 _YELLOW = (0, 220, 255)
+_MAGENTA = (255, 0, 255)
 _SHIFT = 4
 _SCOORD_OFFSET = 0.5  # SCOORD corner convention -> pixel-centre coordinates
 
@@ -67,6 +73,25 @@ def _draw(image: np.ndarray, overlay: Overlay) -> None:
                     angle, 0, 360, _GREEN, 1, cv2.LINE_AA)
 
 
+def _outline_flow(image: np.ndarray, frame: UltrasoundFrame, overlays: Sequence[Overlay]) -> None:
+    """The colour box and the colour-flow pixels inside each contour / ROI, outlined in magenta."""
+    if frame.color is None:
+        return
+    flow = detect_colour_flow(frame.color, frame.calibration, frame.doppler, gray=frame.gray)
+    if flow.mask is None or not flow.mask.any():
+        return
+    for b in flow.boxes:
+        cv2.rectangle(image, (b.x0, b.y0), (b.x1, b.y1), _MAGENTA, 1)
+    for overlay in overlays:
+        if overlay.kind not in ("contour", "roi") or len(overlay.points) < 3:
+            continue
+        region = contour_mask(np.asarray(overlay.points, dtype=np.float64) - _SCOORD_OFFSET, flow.mask.shape)
+        inside = (flow.mask & region).astype(np.uint8)
+        if inside.any():
+            contours, _ = cv2.findContours(inside, cv2.RETR_LIST, cv2.CHAIN_APPROX_NONE)
+            cv2.drawContours(image, contours, -1, _MAGENTA, 1, cv2.LINE_8)
+
+
 def _text(image: np.ndarray, lines: Sequence[str], y0: int, x0: int) -> None:
     y = y0
     for line in lines:
@@ -99,6 +124,7 @@ def render_overlay_png(path: str, frame_number: int, overlays: tuple[Overlay, ..
     cv2.rectangle(canvas, (box.x0, box.y0), (box.x1, box.y1), (90, 90, 90), 1)
     for overlay in overlays:
         _draw(canvas, overlay)
+    _outline_flow(canvas, frame, overlays)
     lines = [_ascii(o.label) for o in overlays if o.label]
     lines = list(dict.fromkeys(lines))
     lines.append("mskus automated measurement - not for diagnosis (drawn from the SR)")

@@ -51,6 +51,7 @@ import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.encaps import encapsulate
+from pydicom.pixels import convert_color_space
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.tag import Tag
 from pydicom.uid import (
@@ -83,6 +84,10 @@ __all__ = [
     "render_muscle_scene",
     "compose_frame",
     "paint_color_doppler",
+    "doppler_palette",
+    "rgb_to_palette",
+    "make_doppler_nerve_case",
+    "write_doppler_nerve_file",
     "truth_to_frame",
     "tissue_region",
     "frame_luma",
@@ -1571,6 +1576,229 @@ def paint_color_doppler(
     return count
 
 
+def doppler_palette() -> np.ndarray:
+    """The ``(256, 3)`` lookup table of ``PALETTE COLOR`` Doppler files.
+
+    Indices 0-191 are a gray ramp (0-255); 192-223 the velocities away from the
+    probe (blue/cyan, -1 to -0.15 of the Nyquist velocity) and 224-255 those
+    towards it (red/yellow, 0.15 to 1), in the colours of :func:`paint_color_doppler`.
+    """
+    lut = np.zeros((256, 3), np.uint8)
+    lut[:192] = np.round(np.arange(192) * 255.0 / 191.0).astype(np.uint8)[:, None]
+    velocities = np.concatenate([np.linspace(-1.0, -0.15, 32), np.linspace(0.15, 1.0, 32)])
+    lut[192:] = np.array([_velocity_rgb(float(v)) for v in velocities], dtype=np.uint8)
+    return lut
+
+
+def rgb_to_palette(frames_rgb: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """Palette indices of RGB pixels: gray pixels to the nearest gray entry, colour to the nearest colour.
+
+    ``lut`` is laid out as :func:`doppler_palette` (gray ramp in 0-191, colours in 192-255).
+    """
+    rgb = np.asarray(frames_rgb)
+    flat = rgb.reshape(-1, 3).astype(np.int32)
+    gray = (flat.max(axis=1) - flat.min(axis=1)) == 0
+    out = np.empty(len(flat), np.uint8)
+    out[gray] = np.round(flat[gray, 0] * 191.0 / 255.0).astype(np.uint8)
+    colours = lut[192:].astype(np.int32)
+    if (~gray).any():
+        d = ((flat[~gray, None, :] - colours[None, :, :]) ** 2).sum(axis=2)
+        out[~gray] = (192 + d.argmin(axis=1)).astype(np.uint8)
+    return out.reshape(rgb.shape[:-1])
+
+
+#: Pulse Repetition Frequency (Hz) written into the generated Doppler files.
+DOPPLER_PRF_HZ = 1500
+
+
+def _paint_flow_disc(
+    frame_rgb: np.ndarray, centre: Sequence[float], radius: float, rng: np.random.Generator, *, sign: float
+) -> np.ndarray:
+    """Paint a small vessel's colour flow (parabolic profile, velocity noise) in place; return its mask."""
+    cx, cy = centre
+    rows, cols = frame_rgb.shape[:2]
+    y0, y1 = max(0, int(math.floor(cy - radius)) - 1), min(rows, int(math.ceil(cy + radius)) + 2)
+    x0, x1 = max(0, int(math.floor(cx - radius)) - 1), min(cols, int(math.ceil(cx + radius)) + 2)
+    yy, xx = np.mgrid[y0:y1, x0:x1]
+    r = np.hypot(xx - cx, yy - cy) / radius
+    sel = r <= 1.0
+    v = np.clip(0.35 + 0.55 * (1.0 - r**2) + rng.normal(0.0, 0.06, size=r.shape), 0.16, 1.0)
+    mask = np.zeros((rows, cols), dtype=bool)
+    for y, x, vv in zip(yy[sel], xx[sel], v[sel]):
+        frame_rgb[y, x] = _velocity_rgb(float(sign * vv))
+        mask[y, x] = True
+    return mask
+
+
+def make_doppler_nerve_case(
+    seed: int,
+    *,
+    n_intraneural: int | None = None,
+    n_extraneural: int | None = None,
+    mm_per_px: float | None = None,
+    vessel_radius_px: tuple[float, float] = (2.0, 4.5),
+) -> dict[str, Any]:
+    """A colour-Doppler short-axis nerve frame with known flow inside and outside the nerve.
+
+    The B-mode scene (nerve beside an artery) is rendered as for the sample data;
+    ``n_intraneural`` small vessels (radius ``vessel_radius_px``, so at least 4 px
+    across) are painted as colour flow inside the nerve, at least 3 px from its
+    border and 3 px from each other; the artery beside the nerve and
+    ``n_extraneural`` further small vessels outside it (at least 4 px from the
+    border) carry flow that must not be counted. The colour box (a Region Data
+    Type 2 item) covers the nerve and the artery.
+
+    Returns
+    -------
+    dict
+        ``frame`` (RGB ``uint8``, with flow), ``grey`` (the same frame without
+        any flow), ``regions`` (tissue region and colour box), ``origin_px``,
+        ``mm_per_px`` and ``truth``: the nerve (``contour_px``, ``csa_mm2``,
+        ``nerve_px``), the flow (``flow_mask``: every painted pixel;
+        ``intraneural_px``; ``vascularity_index`` in %; ``vessel_count``;
+        ``vascularity_grade``; the vessels painted) and ``colour_box_px``.
+    """
+    rng = np.random.default_rng([20250314, 19, int(seed)])
+    scale = float(mm_per_px) if mm_per_px is not None else float(rng.choice([0.06, 0.07, 0.08]))
+    x0, y0, w, h = _layout(rng)
+    scene = sample_nerve_scene(rng, scale, shape_px=(h, w), vessel=True, csa_mm2=float(rng.uniform(8.0, 16.0)),
+                               flattening=float(rng.uniform(1.2, 1.8)))
+    tissue, tr = render_nerve_scene(rng, scale, scene=scene)
+    truth = truth_to_frame(tr, (x0, y0))
+    left = [_DEVICE, f"D {h * scale / 10:.1f}cm  G 52", "R MEDIAN NERVE WRIST"]
+    right = ["MI 0.9  TIs 0.1", f"CF 6.2MHz PRF {DOPPLER_PRF_HZ / 1000:.1f}k"]
+    grey = compose_frame(tissue, (x0, y0), mm_per_px=scale, text_lines=left, right_text=right, rgb=True, color_bar=True)
+    frame = grey.copy()
+    shape = frame.shape[:2]
+    contour = np.asarray(truth["contour_px"], dtype=np.float64)
+    nerve = contour_mask(contour, shape)
+    # distance (px) of every pixel centre from the nerve border, inside and outside
+    inside_dist = cv2.distanceTransform(nerve.astype(np.uint8), cv2.DIST_L2, 5)
+    outside_dist = cv2.distanceTransform((~nerve).astype(np.uint8), cv2.DIST_L2, 5)
+
+    ves = truth["vessel"]
+    vcx, vcy = ves["center_px"]
+    rv = float(ves["radius_px"])
+    cx0, cy0 = contour.min(axis=0)
+    cx1, cy1 = contour.max(axis=0)
+    bx0 = max(x0, int(math.floor(min(cx0, vcx - rv) - 15)))
+    bx1 = min(x0 + w - 1, int(math.ceil(max(cx1, vcx + rv) + 15)))
+    by0 = max(y0, int(math.floor(min(cy0, vcy - rv) - 15)))
+    by1 = min(y0 + h - 1, int(math.ceil(max(cy1, vcy + rv) + 15)))
+    box = [bx0, by0, bx1, by1]
+
+    flow = np.zeros(shape, dtype=bool)
+    vessels: list[dict[str, Any]] = []
+    artery = np.zeros(shape, dtype=bool)
+    n_art = paint_color_doppler(frame, (vcx, vcy), rv, rng, box_px=box)
+    artery |= np.any(frame != grey, axis=2)
+    flow |= artery
+    vessels.append({"where": "beside", "center_px": [round(vcx, 3), round(vcy, 3)], "radius_px": round(rv, 3),
+                    "pixels": int(n_art)})
+
+    n_in = int(n_intraneural) if n_intraneural is not None else int(rng.integers(0, 6))
+    n_out = int(n_extraneural) if n_extraneural is not None else int(rng.integers(0, 3))
+    placed: list[tuple[float, float, float]] = []
+
+    def place(inside: bool) -> tuple[float, float, float] | None:
+        for _ in range(400):
+            r = float(rng.uniform(*vessel_radius_px))
+            if inside:
+                ys, xs = np.nonzero(inside_dist >= r + 3.0)
+            else:
+                region = (outside_dist >= r + 4.0) & ~cv2.dilate(artery.astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
+                region[:by0 + int(r) + 2] = False
+                region[by1 - int(r) - 1:] = False
+                region[:, :bx0 + int(r) + 2] = False
+                region[:, bx1 - int(r) - 1:] = False
+                ys, xs = np.nonzero(region)
+            if len(xs) == 0:
+                return None
+            i = int(rng.integers(0, len(xs)))
+            cx, cy = float(xs[i]) + float(rng.uniform(-0.5, 0.5)), float(ys[i]) + float(rng.uniform(-0.5, 0.5))
+            if all(math.hypot(cx - px, cy - py) >= r + pr + 3.0 for px, py, pr in placed):
+                return cx, cy, r
+        return None
+
+    for where, count in (("inside", n_in), ("outside", n_out)):
+        for _ in range(count):
+            spot = place(where == "inside")
+            if spot is None:
+                continue
+            cx, cy, r = spot
+            placed.append(spot)
+            mask = _paint_flow_disc(frame, (cx, cy), r, rng, sign=1.0 if rng.uniform() < 0.5 else -1.0)
+            flow |= mask
+            vessels.append({"where": where, "center_px": [round(cx, 3), round(cy, 3)], "radius_px": round(r, 3),
+                            "pixels": int(mask.sum())})
+    intraneural = int((flow & nerve).sum())
+    count_in = sum(1 for v in vessels if v["where"] == "inside")
+    grade = 0 if count_in == 0 else 1 if count_in == 1 else 2 if count_in <= 3 else 3
+    ref = tissue_region(x0, y0, w, h, scale)
+    regions = [ref, UltrasoundRegion(
+        x0=bx0, y0=by0, x1=bx1, y1=by1, delta_x=scale / 10.0, delta_y=scale / 10.0,
+        ref_x0=(x0 + ref.ref_x0) - bx0, ref_y0=(y0 + ref.ref_y0) - by0, spatial_format=1, data_type=2,
+        flags=2, transducer_frequency_khz=6200)]
+    return {
+        "frame": frame,
+        "grey": grey,
+        "regions": regions,
+        "origin_px": (x0, y0),
+        "mm_per_px": scale,
+        "truth": {
+            "contour_px": truth["contour_px"],
+            "csa_mm2": truth["csa_mm2"],
+            "nerve_px": int(nerve.sum()),
+            "flow_mask": flow,
+            "flow_px": int(flow.sum()),
+            "intraneural_px": intraneural,
+            "vascularity_index": 100.0 * intraneural / max(int(nerve.sum()), 1),
+            "vessel_count": count_in,
+            "vascularity_grade": grade,
+            "vessels": vessels,
+            "colour_box_px": box,
+            "tissue_region_px": [x0, y0, x0 + w - 1, y0 + h - 1],
+        },
+    }
+
+
+def write_doppler_nerve_file(
+    path: str | Path,
+    case: dict[str, Any],
+    *,
+    photometric: str = "RGB",
+    transfer_syntax: str = ExplicitVRLittleEndian,
+    flow: bool = True,
+    jpeg_quality: int = 92,
+    label: str = "doppler",
+    study_label: str | None = None,
+) -> Dataset:
+    """Write a case of :func:`make_doppler_nerve_case` as an ultrasound DICOM file.
+
+    ``flow=False`` writes the same frame without colour (gray in every
+    channel, or MONOCHROME2), without the colour box and with Ultrasound
+    Color Data Present 0: the greyscale twin. The SOP Instance and Series
+    UIDs derive from ``label``, the Study Instance UID from ``study_label``
+    (default ``label``): files with one ``study_label`` form one study.
+    """
+    frame = case["frame"] if flow else case["grey"]
+    if photometric == "MONOCHROME2":
+        frame = frame[..., 0].copy()
+    regions = case["regions"] if flow else case["regions"][:1]
+    patient = _PATIENTS["A"]
+    study = StudyInfo(uid=str(deterministic_uid("doppler-study", study_label or label)), **_STUDIES["A"])
+    series = SeriesInfo(uid=str(deterministic_uid("doppler-series", label)), number=19,
+                        description="R MEDIAN NERVE WRIST", laterality="R", body_part="WRIST",
+                        protocol_name="MSK NERVE", time="092000")
+    return write_ultrasound_dicom(
+        path, frame, patient=patient, study=study, series=series,
+        sop_instance_uid=str(deterministic_uid("doppler-instance", label)), photometric=photometric,
+        transfer_syntax=transfer_syntax, regions=regions, color_data_present=flow,
+        image_type_value4="0011" if flow else "0001", jpeg_quality=jpeg_quality,
+        pulse_repetition_frequency_hz=DOPPLER_PRF_HZ if flow else None,
+    )
+
+
 # --------------------------------------------------------------------------------------
 # DICOM writing
 # --------------------------------------------------------------------------------------
@@ -1709,6 +1937,8 @@ def write_ultrasound_dicom(
     equipment: EquipmentInfo = EquipmentInfo(),
     jpeg_quality: int = 92,
     multiframe: bool | None = None,
+    pulse_repetition_frequency_hz: int | None = None,
+    palette: np.ndarray | None = None,
 ) -> Dataset:
     """Write an Ultrasound (Multi-frame) Image Storage file like a scanner export.
 
@@ -1725,10 +1955,13 @@ def write_ultrasound_dicom(
     sop_instance_uid
         SOP Instance UID (use :func:`deterministic_uid` for reproducible files).
     photometric
-        ``MONOCHROME2``, ``RGB`` or ``YBR_FULL_422`` (the latter requires JPEG Baseline).
+        ``MONOCHROME2``, ``RGB``, ``YBR_FULL`` (native: stored as Y, Cb, Cr; or JPEG Baseline
+        without chroma subsampling), ``YBR_FULL_422`` (requires JPEG Baseline) or
+        ``PALETTE COLOR`` (RGB frames mapped to the indices of ``palette``).
     transfer_syntax
         Explicit VR Little Endian, RLE Lossless or JPEG Baseline (8 bit).  JPEG is
-        encoded with OpenCV (libjpeg-turbo, 4:2:2 chroma subsampling) and encapsulated.
+        encoded with OpenCV (libjpeg-turbo; 4:2:2 chroma subsampling for YBR_FULL_422,
+        none for YBR_FULL) and encapsulated.
     regions
         Items of the Sequence of Ultrasound Regions; ``None`` omits the sequence.
     pixel_spacing_mm
@@ -1745,6 +1978,10 @@ def write_ultrasound_dicom(
         JPEG quality (1-100).
     multiframe
         Force Ultrasound Multi-frame Image Storage; default: when more than one frame.
+    pulse_repetition_frequency_hz
+        Pulse Repetition Frequency (0018,6032) of the colour-flow acquisition.
+    palette
+        ``(256, 3)`` ``uint8`` lookup table for ``PALETTE COLOR`` (default :func:`doppler_palette`).
 
     Returns
     -------
@@ -1754,8 +1991,16 @@ def write_ultrasound_dicom(
     arr = np.asarray(frames) if not isinstance(frames, np.ndarray) else frames
     if arr.dtype != np.uint8:
         raise ValueError("frames must be uint8")
-    color = photometric in ("RGB", "YBR_FULL_422")
-    if color:
+    color = photometric in ("RGB", "YBR_FULL", "YBR_FULL_422")
+    lut: np.ndarray | None = None
+    if photometric == "PALETTE COLOR":
+        lut = doppler_palette() if palette is None else np.asarray(palette, dtype=np.uint8)
+        if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] != 3):
+            arr = np.repeat(arr[..., None], 3, axis=-1)
+        arr = rgb_to_palette(arr, lut)
+        if arr.ndim == 2:
+            arr = arr[None]
+    elif color:
         if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] != 3):
             arr = np.repeat(arr[..., None], 3, axis=-1)
         if arr.ndim == 3:
@@ -1771,8 +2016,8 @@ def write_ultrasound_dicom(
     ts = UID(transfer_syntax)
     if photometric == "YBR_FULL_422" and ts != JPEGBaseline8Bit:
         raise ValueError("YBR_FULL_422 is only written with JPEG Baseline")
-    if ts == JPEGBaseline8Bit and photometric not in ("YBR_FULL_422",):
-        raise ValueError("JPEG Baseline files are written as YBR_FULL_422")
+    if ts == JPEGBaseline8Bit and photometric not in ("YBR_FULL_422", "YBR_FULL"):
+        raise ValueError("JPEG Baseline files are written as YBR_FULL_422 or YBR_FULL")
 
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
@@ -1844,6 +2089,12 @@ def write_ultrasound_dicom(
     if pixel_spacing_mm is not None:
         ds.PixelSpacing = [f"{pixel_spacing_mm:.6g}", f"{pixel_spacing_mm:.6g}"]
     ds.UltrasoundColorDataPresent = 1 if color_data_present else 0
+    if pulse_repetition_frequency_hz is not None:
+        ds.PulseRepetitionFrequency = int(pulse_repetition_frequency_hz)
+    if lut is not None:
+        for name, channel in (("Red", 0), ("Green", 1), ("Blue", 2)):
+            setattr(ds, f"{name}PaletteColorLookupTableDescriptor", [256, 0, 16])
+            setattr(ds, f"{name}PaletteColorLookupTableData", (lut[:, channel].astype("<u2") * 257).tobytes())
     ds.BitsAllocated = 8
     ds.BitsStored = 8
     ds.HighBit = 7
@@ -1852,8 +2103,9 @@ def write_ultrasound_dicom(
 
     raw = arr if is_multi else arr[0]
     if ts == JPEGBaseline8Bit:
+        sampling = cv2.IMWRITE_JPEG_SAMPLING_FACTOR_444 if photometric == "YBR_FULL" else cv2.IMWRITE_JPEG_SAMPLING_FACTOR_422
         params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality),
-                  cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_422,
+                  cv2.IMWRITE_JPEG_SAMPLING_FACTOR, sampling,
                   cv2.IMWRITE_JPEG_OPTIMIZE, 0, cv2.IMWRITE_JPEG_PROGRESSIVE, 0]
         blobs: list[bytes] = []
         for fr in arr:
@@ -1870,6 +2122,8 @@ def write_ultrasound_dicom(
         ds.LossyImageCompressionMethod = "ISO_10918_1"
     else:
         ds.LossyImageCompression = "00"
+        if photometric == "YBR_FULL":
+            raw = convert_color_space(np.ascontiguousarray(raw), "RGB", "YBR_FULL")
         ds.PixelData = np.ascontiguousarray(raw).tobytes()
         ds["PixelData"].VR = "OB"
         if ts == RLELossless:

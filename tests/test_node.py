@@ -21,7 +21,7 @@ from pynetdicom import AE
 from dicom_node.config import AllowedPeer, Destination, NodeConfig, SendPolicy, load_node_config, parse_destination
 from dicom_node.index import OutboxState, StudyState
 from dicom_node.server import StorageNode
-from dicom_node.storage import safe_uid_name
+from pipeline.filenames import uid_file_name
 from pipeline.errors import UsageError
 from tests.conftest import SAMPLE_DATA, require_tool
 
@@ -70,13 +70,13 @@ def processed(node: StorageNode, count: int = 1):
 # -- units ------------------------------------------------------------------------
 @pytest.mark.parametrize("uid", ["../../etc/passwd", "1.2/../3", "a" * 500, "1.2.3\x00/x", "", "..", "1.2.\\3"])
 def test_hostile_uids_make_plain_file_names(uid):
-    name = safe_uid_name(uid)
+    name = uid_file_name(uid)
     assert "/" not in name and "\\" not in name and "\x00" not in name and name not in ("", ".", "..")
     assert len(name) <= 64
 
 
 def test_valid_uid_is_kept():
-    assert safe_uid_name("1.2.840.10008.5.1") == "1.2.840.10008.5.1"
+    assert uid_file_name("1.2.840.10008.5.1") == "1.2.840.10008.5.1"
 
 
 def test_shipped_node_config_loads_and_flags_override(tmp_path):
@@ -122,7 +122,7 @@ def test_study_from_storescu_gives_sr_in_archive(tmp_path):
         assert {s.instances for s in studies} == {3, 1}
         srs = list((tmp_path / "node" / "archive").rglob("*.dcm"))
         assert len(srs) == 2
-        jpeg_copy = next((tmp_path / "node" / "inbox").rglob(safe_uid_name(pydicom.dcmread(SAMPLE_DATA / "03_nerve_jpeg.dcm", stop_before_pixels=True).SOPInstanceUID) + ".dcm"))
+        jpeg_copy = next((tmp_path / "node" / "inbox").rglob(uid_file_name(pydicom.dcmread(SAMPLE_DATA / "03_nerve_jpeg.dcm", stop_before_pixels=True).SOPInstanceUID) + ".dcm"))
         assert pydicom.dcmread(jpeg_copy, stop_before_pixels=True).file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.4.50"
     for sr in srs:
         assert subprocess.run([dsrdump, str(sr)], capture_output=True, timeout=60).returncode == 0

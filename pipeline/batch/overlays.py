@@ -16,6 +16,7 @@ import numpy as np
 
 from pipeline.analysis import FrameResult
 from pipeline.batch.atomic import atomic_write_bytes
+from pipeline.filenames import uid_file_name
 from pipeline.loading import UltrasoundFrame
 from pipeline.overlay import draw_overlay
 
@@ -26,7 +27,7 @@ OVERLAY_DIR = "overlays"
 
 def overlay_rel_path(study_uid: str, sop_instance_uid: str, frame_number: int) -> str:
     """Path of a frame's overlay relative to OUT_DIR (POSIX separators)."""
-    return f"{OVERLAY_DIR}/{study_uid}/{sop_instance_uid}_frame{frame_number:04d}.png"
+    return f"{OVERLAY_DIR}/{uid_file_name(study_uid)}/{uid_file_name(sop_instance_uid)}_frame{frame_number:04d}.png"
 
 
 def _tissue_only(frame: UltrasoundFrame) -> UltrasoundFrame:

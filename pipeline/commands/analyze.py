@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 import cv2
 
 from pipeline.analysis import ImageResult, MeasurementRow, analyze_image, measurement_rows
-from pipeline.errors import MskusInputError, UsageError
+from pipeline.errors import INTERNAL_ERROR, MskusInputError, UsageError, internal_error
 from pipeline.inputs import iter_input_files
 from pipeline.loading import load_ultrasound
 from pipeline.protocols import Protocol, load_protocol_rules
@@ -191,15 +191,22 @@ def run(args: argparse.Namespace) -> int:
         except (MskusInputError, OSError) as exc:
             reason = str(exc) if isinstance(exc, MskusInputError) else f"cannot read file: {exc.strerror or exc}"
             result = ImageResult(source_file=str(path), error=reason)
+        except Exception as exc:  # noqa: BLE001 - a reader bug refuses this file; the next one is analysed
+            result = ImageResult(source_file=str(path), error=internal_error(path, "loading", exc), error_code=INTERNAL_ERROR)
         else:
             on_frame = None
             if args.out is not None:
                 on_frame = _overlay_writer(image, args.out, overlay_stem(names[path]), key_images=key_writer)
             result = _refusal(analyze_image(image, rules=rules, protocol=args.protocol, on_frame=on_frame))
             if args.out is not None:
-                # The SR names the image as the table does (its tracking identifiers and notes).
-                sr_results.append(dataclasses.replace(slim_result(result), source_file=names[path]))
-                sr_headers.append(header_dataset(image.dataset))
+                try:
+                    # The SR names the image as the table does (its tracking identifiers and notes).
+                    header = header_dataset(image.dataset)
+                    sr_results.append(dataclasses.replace(slim_result(result), source_file=names[path]))
+                    sr_headers.append(header)
+                except Exception as exc:  # noqa: BLE001 - its header cannot go into a report: refused, not fatal
+                    reason = internal_error(path, "preparing the report entry", exc)
+                    result = dataclasses.replace(result, frames=(), error=reason, error_code=INTERNAL_ERROR)
         if result.failed:
             failures += 1
             # The table row (or JSON row) is where a refusal is reported; the log line is for -v only.

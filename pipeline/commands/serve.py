@@ -223,6 +223,7 @@ def run_status(args: argparse.Namespace) -> int:
     if args.json:
         json.dump(
             {
+                "summary": status_summary(index),
                 "studies": [st.to_dict() for st in statuses],
                 "outbox": [
                     {"id": o.id, "result_uid": o.result_uid, "destination": o.destination, "state": o.state.value,
@@ -235,21 +236,57 @@ def run_status(args: argparse.Namespace) -> int:
         )
         sys.stdout.write("\n")
         return 0
+    summary = status_summary(index)
+    counts = index.counts()
+    print(
+        "summary: studies " + ", ".join(f"{k} {v}" for k, v in counts["studies"].items())
+        + "; outbox " + ", ".join(f"{k} {v}" for k, v in counts["outbox"].items())
+        + f"; oldest waiting study {summary['queue_age_seconds']:.0f} s"
+    )
     for line in format_status(statuses, outbox):
         print(line)
     return 0
 
 
+def status_summary(index) -> dict[str, object]:
+    """Counts ``mskus status`` shows first, as /metrics has them, flat: ``studies_<state>``, ``outbox_<state>``, queue age.
+
+    Flat keys: a state name alone (``"processed"``) stays a study's state in the JSON, never a key.
+    """
+    import time
+
+    counts = index.counts()
+    oldest = index.oldest_pending_received_at()
+    summary: dict[str, object] = {f"{kind}_{state}": n for kind, by_state in counts.items() for state, n in by_state.items()}
+    summary["queue_age_seconds"] = round(time.time() - oldest, 1) if oldest is not None else 0.0
+    return summary
+
+
 def configure_retry(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("ids", nargs="*", type=int, metavar="ID", help="outbox item ids (default: every unsent item)")
+    parser.add_argument(
+        "ids", nargs="*", metavar="ID",
+        help="outbox item ids (default: every unsent item); with --studies: Study Instance UIDs (default: every failed study)",
+    )
+    parser.add_argument("--studies", action="store_true", help="queue failed studies for analysis again instead of sends")
     parser.add_argument("--config", type=Path, default=None, metavar="FILE")
     parser.add_argument("--data-dir", default=None, metavar="DIR")
     parser.set_defaults(run=run_retry)
 
 
 def run_retry(args: argparse.Namespace) -> int:
+    from pipeline.errors import UsageError
+
     index = _open_index(args)
-    count = index.retry(args.ids or None)
-    index.audit("retry", f"items={args.ids or 'all'} count={count}")
+    if args.studies:
+        count = index.retry_studies(list(args.ids) or None)
+        index.audit("retry_studies", f"studies={','.join(args.ids) or 'all failed'} count={count}")
+        print(f"{count} stud{'y' if count == 1 else 'ies'} queued for analysis (a running node picks them up)")
+        return 0
+    try:
+        ids = [int(i) for i in args.ids]
+    except ValueError:
+        raise UsageError("outbox item ids are numbers (see mskus status); for studies add --studies") from None
+    count = index.retry(ids or None)
+    index.audit("retry", f"items={ids or 'all'} count={count}")
     print(f"{count} item(s) queued for sending")
     return 0

@@ -28,6 +28,7 @@ from pipeline.protocols import Laterality
 __all__ = [
     "AREA",
     "CALIBRATION_NOTE",
+    "COLOUR_FLOW",
     "DERIVATION",
     "DEVICE",
     "DEVICE_OBSERVER_UID",
@@ -57,6 +58,7 @@ __all__ = [
     "NERVE",
     "NOT_MEASURED_REASON",
     "NO_UNITS",
+    "PERCENT",
     "PERIMETER",
     "PIXELS",
     "PIXEL_DATA_COLUMNS",
@@ -69,6 +71,9 @@ __all__ = [
     "THICKNESS",
     "TRACKING_IDENTIFIER",
     "TRACKING_UNIQUE_IDENTIFIER",
+    "VASCULARITY_GRADE",
+    "VASCULARITY_INDEX",
+    "VESSEL_COUNT",
     "laterality_code",
     "local_coding_scheme",
     "site_code",
@@ -137,8 +142,10 @@ MEDIAN = Code("373099004", "SCT", "Median")
 
 MM = Code("mm", "UCUM", "mm")
 MM2 = Code("mm2", "UCUM", "square millimeter")
-#: Unit of gray-level echogenicity (a dimensionless 0-255 gray value).
+#: Unit of gray-level echogenicity (a dimensionless 0-255 gray value), of vessel counts and grades.
 NO_UNITS = Code("1", "UCUM", "no units")
+#: Unit of the vascularity index (CID 7181, pydicom's concept dictionary: ``codes.UCUM.Percent``).
+PERCENT = Code("%", "UCUM", "Percent")
 
 # --------------------------------------------------------------------------------------
 # Laterality (CID 244)
@@ -172,6 +179,21 @@ NOT_MEASURED_REASON = Code("NOT-MEASURED", LOCAL_SCHEME, "Reason no measurement 
 CALIBRATION_NOTE = Code("CALIBRATION", LOCAL_SCHEME, "Calibration note")
 #: TEXT concept (document level): an image of the study that was not (fully) measured.
 FAILED_IMAGE = Code("FAILED-IMAGE", LOCAL_SCHEME, "Image not fully measured")
+
+# Doppler vascularity (CONTRACT.md section 4). No standard concept for these quantities was found:
+# DCM 111372 "Vascularity" is the BI-RADS concept whose values are the codes of CID 6157 (present /
+# not present ...), not a percentage, a count or a 0-3 grade; SNOMED CT observables for them could not
+# be verified. Local codes, declared with the scheme.
+
+#: NUM (%): share of the structure's area covered by colour-flow pixels.
+VASCULARITY_INDEX = Code("VASC-INDEX", LOCAL_SCHEME, "Vascularity index")
+#: NUM (1): separate colour-flow components inside the nerve contour.
+VESSEL_COUNT = Code("VESSEL-COUNT", LOCAL_SCHEME, "Intraneural vessel count")
+#: NUM (1): 0 none, 1 one vessel, 2 two or three, 3 more than three.
+VASCULARITY_GRADE = Code("VASC-GRADE", LOCAL_SCHEME, "Vascularity grade")
+#: TEXT: the colour-flow acquisition (Ultrasound Color Data Present, Pulse Repetition Frequency)
+#: next to Doppler values, or why there are none ("no colour flow data").
+COLOUR_FLOW = Code("COLOUR-FLOW", LOCAL_SCHEME, "Colour flow")
 
 
 def local_coding_scheme() -> CodingSchemeIdentificationItem:

@@ -6,10 +6,18 @@ Finding, Finding Site with laterality, Algorithm Identification and an Image
 Region SCOORD on the exact source image (and frame, for multi-frame images):
 
 - nerve: closed POLYLINE of the contour; Area, Perimeter, Major and Minor
-  Axis (mm where calibrated) and Echogenicity mean and SD;
+  Axis (mm where calibrated) and Echogenicity mean and SD; on a colour /
+  power Doppler frame the vascularity index (%), intraneural vessel count
+  and vascularity grade (local codes, :mod:`pipeline.sr.codes`);
 - muscle: a thickness group (open 2-point POLYLINE of the caliper;
   Thickness) and an echogenicity group (closed POLYLINE of the ROI;
-  Echogenicity mean, SD and median).
+  Echogenicity mean, SD and median; the ROI's vascularity index on a
+  Doppler frame).
+
+Doppler values sit in the structure's group (CONTRACT.md section 5), with a
+"Colour flow" TEXT item naming the acquisition (Ultrasound Color Data
+Present, Pulse Repetition Frequency); where they are absent the same item
+says why ("no colour flow data" on greyscale frames).
 
 A frame or image on which no measurement could be made gets a TID 1501
 group that references the source image and says why in a TEXT item, so
@@ -40,7 +48,9 @@ from pipeline import __version__
 from pipeline.analysis import FrameResult, ImageResult
 from pipeline.calibration import CalibrationSource
 from pipeline.measurements.muscle import MuscleMeasurement
+from pipeline.measurements import vascularity as vascularity_module
 from pipeline.measurements.nerve import NerveMeasurement
+from pipeline.measurements.vascularity import Vascularity
 from pipeline.protocols import Laterality, Protocol
 from pipeline.sr import codes
 
@@ -450,6 +460,13 @@ def nerve_group(
     echo = nerve.echogenicity
     measurements.append(_measurement(codes.ECHOGENICITY, echo.mean, codes.NO_UNITS, codes.MEAN))
     measurements.append(_measurement(codes.ECHOGENICITY, echo.sd, codes.NO_UNITS, codes.STANDARD_DEVIATION))
+    vascularity = frame.doppler.nerve(index - 1) if getattr(frame, "doppler", None) is not None else None
+    doppler_notes: list[hd.sr.TextContentItem] = []
+    if vascularity is not None:
+        measurements.extend(_vascularity_measurements(vascularity, nerve=True))
+        doppler_notes = _vascularity_notes(vascularity)
+        if vascularity.measured:
+            algorithm = _with_vascularity_parameters(algorithm)
     group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=_tracking(source, frame, "nerve contour" if index == 1 else f"nerve contour {index}"),
         referenced_region=region,
@@ -458,7 +475,39 @@ def nerve_group(
         algorithm_id=algorithm.to_template(),
         measurements=measurements,
     )
-    return _with_texts(group, _notes(frame, mm_reported=mm_reported))
+    return _with_texts(group, _notes(frame, mm_reported=mm_reported) + doppler_notes)
+
+
+def _vascularity_measurements(value: Vascularity, *, nerve: bool) -> list[hd.sr.Measurement]:
+    """Vascularity index (%), and for a nerve the vessel count and grade (1); none when absent."""
+    if not value.measured:
+        return []
+    assert value.vascularity_index is not None
+    out = [_measurement(codes.VASCULARITY_INDEX, value.vascularity_index, codes.PERCENT)]
+    if nerve and value.vessel_count is not None and value.vascularity_grade is not None:
+        out.append(_measurement(codes.VESSEL_COUNT, value.vessel_count, codes.NO_UNITS))
+        out.append(_measurement(codes.VASCULARITY_GRADE, value.vascularity_grade, codes.NO_UNITS))
+    return out
+
+
+def _vascularity_notes(value: Vascularity) -> list[hd.sr.TextContentItem]:
+    """The "Colour flow" TEXT: the acquisition next to measured values, or why they are absent."""
+    if value.measured:
+        text = f"colour flow data: {value.note}" if value.note else ""
+    else:
+        text = f"vascularity not measured: {value.reason}" if value.reason else ""
+    return [_text(codes.COLOUR_FLOW, text)] if text else []
+
+
+def _with_vascularity_parameters(algorithm: AlgorithmInfo) -> AlgorithmInfo:
+    """The algorithm's parameters plus the colour-flow detection and grading settings."""
+    v = vascularity_module
+    setting = (
+        f"vascularity=chroma>{v.CHROMA_FLOOR}+tint*luma (or {v.NOISE_SIGMAS:g} noise SD), seed +{v.SEED_MARGIN}, "
+        f"lossy half-max {v.LOSSY_HALF_MAX:g}, min vessel {v.MIN_VESSEL_PX} px, nerve coverage >= {v.MIN_NERVE_COVERAGE:g}, "
+        f"muscle ROI coverage >= {v.MIN_ROI_COVERAGE:g}; grade 0 none, 1 one, 2 two-three, 3 more vessels"
+    )
+    return dataclasses.replace(algorithm, parameters=(*algorithm.parameters, setting))
 
 
 def muscle_groups(
@@ -501,6 +550,13 @@ def muscle_groups(
             _measurement(codes.ECHOGENICITY, echo.median, codes.NO_UNITS, codes.MEDIAN),
         ]
         notes = [_text(codes.CALIBRATION_NOTE, frame.reason)] if frame.reason else []
+        # The ROI's vascularity (Doppler frames) sits in the same group: it is measured over the same ROI.
+        doppler = getattr(frame, "doppler", None)
+        if doppler is not None and doppler.muscle is not None:
+            echo_measurements.extend(_vascularity_measurements(doppler.muscle, nerve=False))
+            notes.extend(_vascularity_notes(doppler.muscle))
+            if doppler.muscle.measured:
+                algorithm = _with_vascularity_parameters(algorithm)
         roi = np.asarray(muscle.roi_polygon_px, dtype=np.float64).reshape(-1, 2)
         if len(roi) >= 3:
             echo_group: MeasurementGroupTemplate = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(

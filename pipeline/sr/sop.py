@@ -39,6 +39,7 @@ from pydicom.dataset import Dataset
 
 from pipeline import __version__
 from pipeline.analysis import ImageResult
+from pipeline.filenames import uid_file_name
 from pipeline.sr import codes
 from pipeline.sr.content import (
     AlgorithmInfo,
@@ -580,8 +581,8 @@ def _failures_container(failures: Sequence[str]) -> hd.sr.ContainerContentItem:
 
 
 def report_file_name(study_instance_uid: str) -> str:
-    """File name of a study's report in an output folder."""
-    return f"SR_{study_instance_uid}.dcm"
+    """File name of a study's report in an output folder (the UID through :func:`uid_file_name`)."""
+    return f"SR_{uid_file_name(study_instance_uid)}.dcm"
 
 
 def _existing_report(path: Path, study_uid: str) -> Dataset | None:
