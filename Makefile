@@ -22,9 +22,10 @@ system-tools:
 	bash scripts/install-debian-tools.sh
 
 demo: venv
-	$(PY) -m dicom_node.demo --out demo-out
+	$(PY) -m mskus.demo --out demo-out
 
 test: venv system-tools
+	$(PY) -m ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 sample-data: venv

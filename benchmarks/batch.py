@@ -97,7 +97,7 @@ def run_once(data: Path, out: Path, workers: int, overlays: bool) -> dict[str, f
     import psutil
 
     shutil.rmtree(out, ignore_errors=True)
-    command = [sys.executable, "-m", "pipeline", "batch", str(data), "--out", str(out), "--workers", str(workers), "--no-progress"]
+    command = [sys.executable, "-m", "mskus", "batch", str(data), "--out", str(out), "--workers", str(workers), "--no-progress"]
     if not overlays:
         command.append("--no-overlays")
     load_before = os.getloadavg()[0]

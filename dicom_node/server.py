@@ -29,15 +29,12 @@ import time
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 
-from pynetdicom import AE, ALL_TRANSFER_SYNTAXES
-from pynetdicom.transport import ThreadedAssociationServer
-from pynetdicom.sop_class import Verification
 from pydicom.uid import (
+    JPEG2000,
     DeflatedExplicitVRLittleEndian,
     ExplicitVRBigEndian,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
-    JPEG2000,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
     JPEGExtended12Bit,
@@ -47,6 +44,9 @@ from pydicom.uid import (
     JPEGLSNearLossless,
     RLELossless,
 )
+from pynetdicom import AE, ALL_TRANSFER_SYNTAXES
+from pynetdicom.sop_class import Verification
+from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_node.config import NodeConfig, check_exposure, startup_notes
 from dicom_node.handlers import NodeHandlers

@@ -6,7 +6,8 @@ writing. It never opens a network connection; the storage node in
 :mod:`dicom_node` calls it.
 """
 
-from importlib.metadata import PackageNotFoundError, version as _version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _version
 
 try:
     __version__ = _version("mskus")

@@ -25,8 +25,8 @@ import numpy as np
 import pydicom
 from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
-from pydicom.multival import MultiValue
 from pydicom.errors import InvalidDicomError
+from pydicom.multival import MultiValue
 from pydicom.pixels import get_decoder, iter_pixels
 from pydicom.uid import UID
 

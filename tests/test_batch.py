@@ -30,7 +30,7 @@ from pipeline.segmentation.learned_nerve import DEFAULT_MODEL_PATH
 from pipeline.sr.reader import read_measurement_report
 from tests.conftest import SAMPLE_DATA
 
-MSKUS = [sys.executable, "-m", "pipeline"]
+MSKUS = [sys.executable, "-m", "mskus"]
 
 #: CSV measurement name -> (SR concept (scheme, value), derivation (scheme, value) or None).
 SR_CONCEPTS = {

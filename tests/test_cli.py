@@ -12,7 +12,7 @@ from pydicom.data import get_testdata_file
 
 from tests.conftest import SAMPLE_DATA, TEST_DATA
 
-MSKUS = [sys.executable, "-m", "pipeline"]
+MSKUS = [sys.executable, "-m", "mskus"]
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -104,7 +104,7 @@ def test_analyze_sample_data_prints_a_table_with_every_structure(tmp_path):
 
 
 def test_display_names_keep_the_folders_that_tell_inputs_apart(tmp_path):
-    from pipeline.commands.analyze import display_names, overlay_stem
+    from mskus.commands.analyze import display_names, overlay_stem
 
     a, b = tmp_path / "site_a" / "IM_0001.dcm", tmp_path / "site_b" / "IM_0001.dcm"
     assert display_names([a, b]) == {a: "site_a/IM_0001.dcm", b: "site_b/IM_0001.dcm"}

@@ -6,7 +6,7 @@ import contextlib
 import io
 import re
 
-from dicom_node import demo
+from mskus import demo
 from tests.conftest import SAMPLE_DATA
 
 

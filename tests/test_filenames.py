@@ -52,7 +52,7 @@ def test_analyze_and_batch_keep_every_file_inside_the_output_folder(tmp_path):
     work = tmp_path / "a" / "b"  # "../../" from an output folder here stays inside tmp_path
     _hostile_file(work / "in")
     before = set(_all_files(tmp_path))
-    mskus = [sys.executable, "-m", "pipeline"]
+    mskus = [sys.executable, "-m", "mskus"]
     for args in (["analyze", "in/hostile.dcm", "--out", "out"], ["batch", "in", "--out", "bout", "--workers", "1"]):
         proc = subprocess.run([*mskus, *args], cwd=work, capture_output=True, text=True, timeout=300)
         assert proc.returncode in (0, 1), proc.stderr

@@ -20,7 +20,7 @@ from pipeline.loading import load_ultrasound
 from pipeline.overlay import draw_overlay
 from tests.conftest import SAMPLE_DATA, require_tool
 
-MSKUS = [sys.executable, "-m", "pipeline"]
+MSKUS = [sys.executable, "-m", "mskus"]
 
 
 def dciodvfy_errors(path) -> list[str]:

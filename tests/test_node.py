@@ -297,7 +297,7 @@ def test_restart_after_kill_9_finishes_the_study(tmp_path):
     """Kill -9 between acknowledgement and analysis: the restarted node finishes the work."""
     port = free_port()
     data = tmp_path / "node"
-    cmd = [sys.executable, "-m", "pipeline", "serve", "--port", str(port), "--data-dir", str(data), "--quiet-seconds", "30"]
+    cmd = [sys.executable, "-m", "mskus", "serve", "--port", str(port), "--data-dir", str(data), "--quiet-seconds", "30"]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     first = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
@@ -308,7 +308,7 @@ def test_restart_after_kill_9_finishes_the_study(tmp_path):
         first.wait(timeout=10)
     assert not list((data / "archive").rglob("*.dcm"))
     second = subprocess.Popen(cmd[:-1] + ["0.5"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    status_cmd = [sys.executable, "-m", "pipeline", "status", "--data-dir", str(data), "--json"]
+    status_cmd = [sys.executable, "-m", "mskus", "status", "--data-dir", str(data), "--json"]
     try:
         wait_for(lambda: '"processed"' in subprocess.run(status_cmd, capture_output=True, text=True).stdout, timeout=90)
         assert len(list((data / "archive").rglob("*.dcm"))) == 1
@@ -347,7 +347,7 @@ def test_serve_says_at_start_that_every_caller_is_accepted_and_results_go_nowher
     assert startup_notes(NodeConfig(allow=(AllowedPeer("PACS"),), destinations=(parse_destination("PACS@127.0.0.1:104"),))) == ()
     # And the command says them, before it serves.
     port = free_port()
-    cmd = [sys.executable, "-m", "pipeline", "serve", "--port", str(port), "--data-dir", str(tmp_path / "node")]
+    cmd = [sys.executable, "-m", "mskus", "serve", "--port", str(port), "--data-dir", str(tmp_path / "node")]
     server = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         lines = []
@@ -377,7 +377,7 @@ def test_empty_allow_list_beyond_loopback_is_refused_unless_meant(tmp_path):
     assert load_node_config(config).allow_any_peer is True
     # The command refuses in one line, before it creates anything.
     data = tmp_path / "node"
-    cmd = [sys.executable, "-m", "pipeline", "serve", "--bind", "0.0.0.0", "--port", "0", "--data-dir", str(data)]
+    cmd = [sys.executable, "-m", "mskus", "serve", "--bind", "0.0.0.0", "--port", "0", "--data-dir", str(data)]
     refused = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and len(refused.stderr.strip().splitlines()) == 1
     assert "--allow-any-peer" in refused.stderr and "Traceback" not in refused.stderr
@@ -408,14 +408,14 @@ def _indexed_study(data: Path):
 def test_status_shows_patient_date_and_current_report(tmp_path):
     data = tmp_path / "node"
     source = _indexed_study(data)
-    text = subprocess.run([sys.executable, "-m", "pipeline", "status", "--data-dir", str(data)],
+    text = subprocess.run([sys.executable, "-m", "mskus", "status", "--data-dir", str(data)],
                           capture_output=True, text=True, timeout=60)
     assert text.returncode == 0, text.stderr
     assert f"patient {source.PatientID} {source.PatientName}" in text.stdout
     date = str(source.StudyDate)
     assert f"study date {date[:4]}-{date[4:6]}-{date[6:]}" in text.stdout
     assert "current SR 1.2.3.4.5 (run 1)" in text.stdout and "sent to PACS@127.0.0.1:104" in text.stdout
-    as_json = subprocess.run([sys.executable, "-m", "pipeline", "status", "--data-dir", str(data), "--json"],
+    as_json = subprocess.run([sys.executable, "-m", "mskus", "status", "--data-dir", str(data), "--json"],
                              capture_output=True, text=True, timeout=60)
     (study,) = __import__("json").loads(as_json.stdout)["studies"]
     assert study["patient_id"] == source.PatientID and study["study_date"] == date
@@ -424,7 +424,7 @@ def test_status_shows_patient_date_and_current_report(tmp_path):
 
 
 def test_status_without_data_dir_says_how_to_find_the_node(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "pipeline", "status"], capture_output=True, text=True,
+    result = subprocess.run([sys.executable, "-m", "mskus", "status"], capture_output=True, text=True,
                             timeout=60, cwd=tmp_path)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
     assert f"no node data in mskus-data ({tmp_path / 'mskus-data'}), the default data folder" in result.stderr

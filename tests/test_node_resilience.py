@@ -118,7 +118,7 @@ def test_analyze_goes_on_after_bad_files_without_traceback(tmp_path):
     crashers = _crashers(folder)
     _copy(SAMPLE_DATA / "04_muscle_mono.dcm", folder / "zz_good.dcm")
     run = subprocess.run(
-        [sys.executable, "-m", "pipeline", "analyze", str(folder), "--json"], capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "mskus", "analyze", str(folder), "--json"], capture_output=True, text=True, timeout=300
     )
     assert run.returncode == 1  # refusals: non-zero, but every file was looked at
     assert "Traceback" not in run.stderr
@@ -257,7 +257,7 @@ def test_a_study_whose_worker_keeps_dying_is_failed_with_the_reason_and_retry_re
         assert state is (StudyState.PENDING if attempt == 1 else StudyState.FAILED)
     (study,) = index.studies()
     assert study.state is StudyState.FAILED and "died 2 times" in study.last_error
-    run = subprocess.run([sys.executable, "-m", "pipeline", "retry", "--studies", "--data-dir", str(tmp_path)],
+    run = subprocess.run([sys.executable, "-m", "mskus", "retry", "--studies", "--data-dir", str(tmp_path)],
                          capture_output=True, text=True, timeout=60)
     assert run.returncode == 0 and "1 stud" in run.stdout
     assert index.studies()[0].state is StudyState.PENDING
@@ -287,7 +287,7 @@ def _alive(pid: int) -> bool:
 
 def test_killing_the_main_process_leaves_no_worker_writing_results(tmp_path):
     port, data = free_port(), tmp_path / "node"
-    cmd = [sys.executable, "-m", "pipeline", "serve", "--port", str(port), "--data-dir", str(data), "--quiet-seconds", "0.3"]
+    cmd = [sys.executable, "-m", "mskus", "serve", "--port", str(port), "--data-dir", str(data), "--quiet-seconds", "0.3"]
     node = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_for(lambda: _port_open(port), timeout=30)
@@ -562,7 +562,7 @@ def test_status_json_has_the_same_counts(tmp_path):
         assert storescu(node.port, SAMPLE_DATA / "04_muscle_mono.dcm").returncode == 0
     import json
 
-    run = subprocess.run([sys.executable, "-m", "pipeline", "status", "--data-dir", str(tmp_path / "node"), "--json"],
+    run = subprocess.run([sys.executable, "-m", "mskus", "status", "--data-dir", str(tmp_path / "node"), "--json"],
                          capture_output=True, text=True, timeout=60)
     summary = json.loads(run.stdout)["summary"]
     assert summary["studies_pending"] == 1 and summary["studies_processed"] == 0 and summary["outbox_dead"] == 0

@@ -45,7 +45,7 @@ CHROMIUM_ARGS = [
 
 def _mskus(*args: str, stdin: str | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "pipeline", *args], capture_output=True, text=True, input=stdin, timeout=timeout, cwd=REPO
+        [sys.executable, "-m", "mskus", *args], capture_output=True, text=True, input=stdin, timeout=timeout, cwd=REPO
     )
 
 
@@ -134,7 +134,7 @@ def test_browser_reviews_rejects_one_measurement_and_signs_off(out_dir, tmp_path
     nerve_study, muscle_study = _study_uid(NERVE), _study_uid(MUSCLE)
     automated = out_dir / f"SR_{nerve_study}.dcm"
     server = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "review", "--out", str(out_dir), "--port", "0", "--organisation", "mskus test lab"],
+        [sys.executable, "-m", "mskus", "review", "--out", str(out_dir), "--port", "0", "--organisation", "mskus test lab"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
     )
     try:

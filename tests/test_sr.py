@@ -42,7 +42,7 @@ from pipeline.sr.content import to_scoord
 from pipeline.sr.reader import NotStructuredReportError
 from tests.conftest import SAMPLE_DATA, require_tool
 
-MSKUS = [sys.executable, "-m", "pipeline"]
+MSKUS = [sys.executable, "-m", "mskus"]
 COMPREHENSIVE_3D_SR = "1.2.840.10008.5.1.4.1.1.88.34"
 #: dciodvfy warnings that are expected, with the reason (see the report / module docs):
 #: private "99MSKUS" codes (anatomic sites with no verified SNOMED CT code, and the
@@ -698,7 +698,7 @@ def test_sr_show_says_who_verified_and_when(studies, tmp_path):
 
 
 def test_sr_show_fits_a_100_column_terminal_and_names_images_when_told(studies):
-    from pipeline.commands.sr import TERMINAL_WIDTH, format_table
+    from mskus.commands.sr import TERMINAL_WIDTH, format_table
 
     for study in studies.values():
         report = read_measurement_report(study.path)
@@ -721,7 +721,7 @@ def test_echogenicity_mean_sd_and_median_are_told_apart_everywhere(studies):
     the CSV names, ``mskus sr show`` and the QA page must not.
     """
     from pipeline.analysis import measurement_rows
-    from pipeline.commands.sr import format_table
+    from mskus.commands.sr import format_table
     from qa_review.items import reviewable_report
 
     csv_name = {"Mean": "echogenicity_mean", "Standard Deviation": "echogenicity_sd", "Median": "echogenicity_median"}

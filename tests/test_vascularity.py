@@ -44,7 +44,7 @@ from tests.conftest import SAMPLE_DATA, require_tool
 
 #: The installed command (the console script beside this interpreter), else the package's __main__.
 _SCRIPT = Path(sys.executable).with_name("mskus")
-MSKUS = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "pipeline"]
+MSKUS = [str(_SCRIPT)] if _SCRIPT.exists() else [sys.executable, "-m", "mskus"]
 
 #: (photometric, transfer syntax) of every colour interpretation the generator writes.
 PHOTOMETRICS = {

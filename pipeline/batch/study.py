@@ -35,8 +35,8 @@ from pipeline.analysis import FrameResult, ImageResult, analyze_frame, measureme
 from pipeline.batch.atomic import atomic_write_bytes
 from pipeline.batch.overlays import write_overlay
 from pipeline.batch.plan import FileRef, StudyTask
-from pipeline.batch.reading import hash_and_read
 from pipeline.batch.pseudonym import Pseudonymizer
+from pipeline.batch.reading import hash_and_read
 from pipeline.batch.records import InputRecord, StudyRecord, read_record, record_path, write_record
 from pipeline.batch.settings import RunSettings, rules_from_text
 from pipeline.batch.summary import summary_rows

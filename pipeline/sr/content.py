@@ -32,12 +32,10 @@ top-left pixel at (0, 0), so :data:`SCOORD_OFFSET` (0.5) is added.
 from __future__ import annotations
 
 import dataclasses
-
 import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Union
 
 import highdicom as hd
 import numpy as np
@@ -47,8 +45,8 @@ from pydicom.sr.coding import Code
 from pipeline import __version__
 from pipeline.analysis import FrameResult, ImageResult
 from pipeline.calibration import CalibrationSource
-from pipeline.measurements.muscle import MuscleMeasurement
 from pipeline.measurements import vascularity as vascularity_module
+from pipeline.measurements.muscle import MuscleMeasurement
 from pipeline.measurements.nerve import NerveMeasurement
 from pipeline.measurements.vascularity import Vascularity
 from pipeline.protocols import Laterality, Protocol
@@ -76,10 +74,9 @@ SCOORD_OFFSET = 0.5
 _US_SINGLE_FRAME = "1.2.840.10008.5.1.4.1.1.6.1"
 _US_MULTIFRAME = "1.2.840.10008.5.1.4.1.1.3.1"
 
-MeasurementGroupTemplate = Union[
-    hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations,
-    hd.sr.MeasurementsAndQualitativeEvaluations,
-]
+MeasurementGroupTemplate = (
+    hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations | hd.sr.MeasurementsAndQualitativeEvaluations
+)
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,6 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
 
 import highdicom as hd
 import numpy as np
@@ -69,7 +68,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-MeasurementReportDocument = Union[hd.sr.Comprehensive3DSR, hd.sr.ComprehensiveSR]
+MeasurementReportDocument = hd.sr.Comprehensive3DSR | hd.sr.ComprehensiveSR
 
 #: Structured Report storage SOP classes accepted as predecessors.
 SR_SOP_CLASSES = frozenset(

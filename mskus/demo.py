@@ -10,7 +10,7 @@
    in lines that fit a 100-column terminal (``mskus sr show --json FILE`` on a
    received SR has every detail).
 
-Run with ``python -m dicom_node.demo [--out DIR]``.
+Run with ``python -m mskus.demo [--out DIR]``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pynetdicom import AE, AllStoragePresentationContexts, evt
 
 from dicom_node.config import AllowedPeer, Destination, NodeConfig, SendPolicy
 from dicom_node.server import StorageNode
-from pipeline.commands.sr import TERMINAL_WIDTH, format_table
+from mskus.commands.sr import TERMINAL_WIDTH, format_table
 from pipeline.sr.reader import read_measurement_report
 
 REPO = Path(__file__).resolve().parents[1]

@@ -32,7 +32,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_analyze(subparsers: argparse._SubParsersAction) -> None:
-    from pipeline.commands import analyze
+    from mskus.commands import analyze
 
     parser = subparsers.add_parser(
         "analyze",
@@ -40,13 +40,13 @@ def _add_analyze(subparsers: argparse._SubParsersAction) -> None:
         description="Analyse ultrasound DICOM files (or folders of them) and print the measurements.",
     )
     analyze.configure_parser(parser)
-    from pipeline.commands import sr
+    from mskus.commands import sr
 
     sr.add_analyze_output_options(parser)
 
 
 def _add_sr(subparsers: argparse._SubParsersAction) -> None:
-    from pipeline.commands import sr
+    from mskus.commands import sr
 
     parser = subparsers.add_parser(
         "sr",
@@ -57,7 +57,7 @@ def _add_sr(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_node(subparsers: argparse._SubParsersAction) -> None:
-    from pipeline.commands import serve
+    from mskus.commands import serve
 
     serve.configure_serve(
         subparsers.add_parser(
@@ -79,7 +79,7 @@ def _add_node(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_batch(subparsers: argparse._SubParsersAction) -> None:
-    from pipeline.commands import batch
+    from mskus.commands import batch
 
     batch.configure_parser(
         subparsers.add_parser(
@@ -91,7 +91,7 @@ def _add_batch(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _add_review(subparsers: argparse._SubParsersAction) -> None:
-    from pipeline.commands import review
+    from mskus.commands import review
 
     review.configure_parser(
         subparsers.add_parser(
