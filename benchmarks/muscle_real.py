@@ -43,6 +43,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from pipeline.annotations import burned_in_annotation_mask  # noqa: E402
+from pipeline.calibration import PixelBox  # noqa: E402
 from pipeline.tissue_area import estimate_tissue_box  # noqa: E402
 from pipeline.errors import MskusInputError  # noqa: E402
 from pipeline.measurements.muscle import ThicknessSite, measure_muscle  # noqa: E402
@@ -93,25 +94,26 @@ def load(folder: Path, name: str) -> tuple[np.ndarray, np.ndarray]:
     return gray, mask > 127
 
 
-def measure_frame(gray: np.ndarray, finder, site: ThicknessSite | None = None):
-    # As the loader does for a frame without a Sequence of Ultrasound Regions.
-    box = estimate_tissue_box(gray)
+def measure_frame(gray: np.ndarray, finder, site: ThicknessSite | None = None, *, whole_frame: bool = False):
+    # As the loader does for a frame without a Sequence of Ultrasound Regions (or, with ``whole_frame``,
+    # as for a file whose region covers the whole frame).
+    box = PixelBox(0, 0, gray.shape[1] - 1, gray.shape[0] - 1) if whole_frame else estimate_tissue_box(gray)
     exclude = burned_in_annotation_mask(gray, box)
     return measure_muscle(gray, box, mm_per_px_x=None, mm_per_px_y=None, exclude=exclude,
                           boundary_finder=finder, site=site)
 
 
-def evaluate(folder: Path, names: list[str], finder) -> dict:
+def evaluate(folder: Path, names: list[str], finder, *, whole_frame: bool = False) -> dict:
     rows = []
     cv2.setNumThreads(1)
     for name in names:
         gray, mask = load(folder, name)
         t0 = time.perf_counter()
         try:
-            m = measure_frame(gray, finder)
+            m = measure_frame(gray, finder, whole_frame=whole_frame)
         except MskusInputError as exc:
             ms = 1000 * (time.perf_counter() - t0)
-            box = estimate_tissue_box(gray)
+            box = PixelBox(0, 0, gray.shape[1] - 1, gray.shape[0] - 1) if whole_frame else estimate_tissue_box(gray)
             truth = vertical_gap(mask, (box.x0 + box.x1) / 2)
             rows.append({"file": name, "thickness_px": None, "truth_px": truth, "reason": str(exc), "ms": ms})
             continue
@@ -159,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--classical", action="store_true", help="the classical band search (no network)")
     p.add_argument("--model", type=Path, default=None)
     p.add_argument("--part", choices=["validation", "train"], default="validation")
+    p.add_argument("--whole-frame", action="store_true", help="the whole frame as the tissue region")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     folder = args.shared / "real" / "dl-track-apo-train"
@@ -171,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
         from pipeline.segmentation.aponeurosis import LearnedAponeurosisFinder
 
         finder = LearnedAponeurosisFinder(args.model) if args.model else LearnedAponeurosisFinder()
-    report = evaluate(folder, names, finder)
+    report = evaluate(folder, names, finder, whole_frame=args.whole_frame)
     short = {k: v for k, v in report.items() if k != "per_image"}
     print(json.dumps(short, indent=1))
     if args.json:

@@ -936,8 +936,8 @@ def _learned_pairs(layers: list[Any], probability: np.ndarray, gray_f: np.ndarra
             "muscle boundaries not found with confidence: no fascia or aponeurosis band in the tissue region"
         )
     classical, _noise = _find_bands(gray_f, sx, sy)
-    sup = _snap(_as_band(usable[0], xc), classical, sy)
-    for deep in (_snap(_as_band(layer, xc), classical, sy) for layer in usable[1:]):
+    sup = _snap(_as_band(usable[0], xc), classical, sx, sy)
+    for deep in (_snap(_as_band(layer, xc), classical, sx, sy) for layer in usable[1:]):
         if (deep.y_c - sup.y_c) * sy >= MIN_BAND_SEPARATION_MM:
             if _missed_boundary(classical, probability, sup, deep, sx, sy, cols) is not None:
                 # The image shows a boundary-like band the network barely marks between its two: on
@@ -956,14 +956,21 @@ def _learned_pairs(layers: list[Any], probability: np.ndarray, gray_f: np.ndarra
     return pairs
 
 
-def _snap(band: _Band, classical: list[_Band], sy: float) -> _Band:
-    """The classical candidate on the same band (centre within ``SNAP_MM``), carrying the proposal.
+def _snap(band: _Band, classical: list[_Band], sx: float, sy: float) -> _Band:
+    """The classical candidate on the same band (centre within ``SNAP_MM``, parallel), carrying the proposal.
 
     The network says which band; the band search's own curve follows the
     band's ridge on the image, so the edge tracer starts where it would
     without the network (the network's centre may sit between two close lines).
     """
-    close = [c for c in classical if abs(c.y_c - band.y_c) * sy <= SNAP_MM]
+    if band.extent is None:
+        return band
+    # Close at the centre and parallel where the network saw the band (a crossing, differently tilted
+    # band passes close to it at one column).
+    x_mid = 0.5 * (band.extent[0] + band.extent[1])
+    tilt = _tilt_deg(band.coef, x_mid, sx, sy)
+    close = [c for c in classical
+             if abs(c.y_c - band.y_c) * sy <= SNAP_MM and abs(_tilt_deg(c.coef, x_mid, sx, sy) - tilt) <= PARALLEL_TOL_DEG]
     if not close:
         return band
     best = max(close, key=lambda c: c.score)
@@ -999,11 +1006,17 @@ def _missed_boundary(classical: list[_Band], probability: np.ndarray, sup: _Band
         return None
     floor = MISSED_BAND_STRENGTH * min(m.score for m in ends)
     tilts = [_tilt_deg(m.coef, xc, sx, sy) for m in ends]
-    lo, hi = min(tilts) - PARALLEL_TOL_DEG, max(tilts) + PARALLEL_TOL_DEG
+
+    def parallel(c: _Band) -> bool:
+        # Parallel to one of the pair (an aponeurosis), not merely tilted between them as the fascicles
+        # of a pennate muscle are.
+        tilt = _tilt_deg(c.coef, xc, sx, sy)
+        return any(abs(tilt - t) <= PARALLEL_TOL_DEG for t in tilts)
+
     between = [
         c for c in classical
         if sup.y_c + max(near, MIN_BAND_SEPARATION_MM / sy) < c.y_c < deep.y_c - near
-        and c.score >= floor and c.z >= MIN_BAND_Z and lo <= _tilt_deg(c.coef, xc, sx, sy) <= hi
+        and c.score >= floor and c.z >= MIN_BAND_Z and parallel(c)
         and support(c) >= MISSED_BAND_MIN_PROBABILITY
     ]
     return min(between, key=lambda c: c.y_c) if between else None
