@@ -26,6 +26,7 @@ demo: venv
 
 test: venv system-tools
 	$(PY) -m ruff check .
+	$(PY) -m mypy
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 sample-data: venv

@@ -14,9 +14,12 @@ import logging
 import socket
 import time
 import warnings
+from typing import cast
 
 from pydicom.dataset import Dataset
 from pynetdicom import evt
+from pynetdicom.dimse_primitives import C_STORE
+from pynetdicom.pdu_primitives import A_ASSOCIATE
 
 from dicom_node.config import NodeConfig
 from dicom_node.index import NodeIndex, StoredInstance
@@ -61,7 +64,7 @@ class NodeHandlers:
         self.index = index
         self.metrics = metrics or NodeMetrics()
 
-    def bindings(self) -> list[tuple[evt.EventType, object]]:
+    def bindings(self) -> list[evt.EventHandlerType]:
         return [
             (evt.EVT_REQUESTED, self.on_requested),
             (evt.EVT_REJECTED, self.on_rejected),
@@ -79,12 +82,13 @@ class NodeHandlers:
         Each rejection is one log line and one audit row naming the calling
         and called AE titles, the peer's address and the reason.
         """
-        primitive = event.assoc.requestor.primitive
+        primitive = cast(A_ASSOCIATE, event.assoc.requestor.primitive)  # set before EVT_REQUESTED
         calling = str(primitive.calling_ae_title).strip()
         called = str(primitive.called_ae_title).strip()
         host = str(event.assoc.requestor.address)
         port = event.assoc.requestor.port
-        reason, rsd = "", ()
+        reason = ""
+        rsd: tuple[int, ...] = ()
         if self.config.require_called_ae_title and called != self.config.ae_title:
             reason, rsd = f"called AE title is not {self.config.ae_title}", (0x01, 0x01, 0x07)
         elif not self.config.peer_allowed(calling, host):
@@ -143,7 +147,7 @@ class NodeHandlers:
     def on_store(self, event: evt.Event) -> int | Dataset:
         calling, host = _peer(event)
         started = time.perf_counter()
-        requested_sop = str(event.request.AffectedSOPInstanceUID)
+        requested_sop = str(cast(C_STORE, event.request).AffectedSOPInstanceUID)
         try:
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")

@@ -67,7 +67,7 @@ class NodeMetrics:
     def render(self, gauges: dict[tuple[str, tuple[tuple[str, str], ...]], float] | None = None) -> str:
         """Prometheus text exposition (version 0.0.4) of the counters and ``gauges``."""
         with self._lock:
-            samples = dict(self._counters)
+            samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = dict(self._counters)
         samples.update(gauges or {})
         lines = []
         for name, (kind, text) in self.HELP.items():

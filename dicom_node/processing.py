@@ -125,8 +125,8 @@ def process_study(job: StudyJob) -> StudyOutcome:
                 logger.warning("event=previous_sr_unreadable path=%s reason=%s", job.previous_sr_path, exc)
         report = _build_report(results, headers, previous, job.run)
         require_parent()  # a worker whose node is gone writes nothing no index row would know
-        path = store.store_result(job.study_uid, str(report.SOPInstanceUID), _to_bytes(report))
-        archived.append(ArchivedResult(str(report.SOPInstanceUID), "sr", str(path)))
+        sr_path = store.store_result(job.study_uid, str(report.SOPInstanceUID), _to_bytes(report))
+        archived.append(ArchivedResult(str(report.SOPInstanceUID), "sr", str(sr_path)))
         if key_images is not None:
             archived.extend(key_images.archived)
     failed = sum(1 for r in results if r.failed) + (len(job.instance_paths) - len(results))

@@ -26,8 +26,10 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
+from typing import cast
 
 from pydicom.uid import (
     JPEG2000,
@@ -45,7 +47,7 @@ from pydicom.uid import (
     RLELossless,
 )
 from pynetdicom import AE, ALL_TRANSFER_SYNTAXES
-from pynetdicom.sop_class import Verification
+from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]  # generated at import
 from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_node.config import NodeConfig, check_exposure, startup_notes
@@ -102,9 +104,10 @@ class _HandshakeOffAcceptServer(ThreadedAssociationServer):
     """
 
     handshake_timeout: float = 10.0
-    on_handshake_failed = None  # callable(host, port, reason)
+    on_handshake_failed: Callable[[str, int, str], None] | None = None  # callable(host, port, reason)
 
     def get_request(self) -> tuple[socket.socket, tuple[str, int]]:
+        assert self.socket is not None  # bound in __init__
         return self.socket.accept()
 
     def process_request_thread(self, request, client_address) -> None:
@@ -144,7 +147,7 @@ class StorageNode:
         self.sender = OutboxSender(config, self.index, self.metrics)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._server = None
+        self._server: _HandshakeOffAcceptServer | None = None
         self._ae: AE | None = None
         self._metrics_server: MetricsServer | None = None
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
@@ -182,17 +185,20 @@ class StorageNode:
         self.reconcile_archive()
         self._pool = self._new_pool()
         ae = self._ae = self.build_ae()
-        server = ae.make_server(
+        server = cast(_HandshakeOffAcceptServer, ae.make_server(
             (self.config.bind_address, self.config.port),
             evt_handlers=self.handlers.bindings(),
             ssl_context=_ssl_context(self.config),
             server_class=_HandshakeOffAcceptServer,
-        )
+        ))
         server.handshake_timeout = self.config.tls_handshake_timeout
         server.on_handshake_failed = self._handshake_failed
         ae._servers.append(server)  # as start_server does: ae.shutdown() stops it too
         self._server = server
-        loops = [(self._schedule_loop, (), "mskus-scheduler"), (server.serve_forever, (), "mskus-acceptor")]
+        loops: list[tuple[Callable[..., object], tuple[object, ...], str]] = [
+            (self._schedule_loop, (), "mskus-scheduler"),
+            (server.serve_forever, (), "mskus-acceptor"),
+        ]
         loops.append((self._send_loop, (None,), "mskus-sender-unconfigured"))
         loops.extend((self._send_loop, (d.label,), f"mskus-sender-{d.label}") for d in self.config.destinations)
         for target, args, name in loops:

@@ -32,7 +32,7 @@ class DurableStore:
         The data folder; created when missing.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self.inbox = self.root / "inbox"
         self.archive = self.root / "archive"

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pydicom
 from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_node.config import AllowedPeer, Destination, NodeConfig, SendPolicy
 from dicom_node.server import StorageNode
@@ -37,7 +38,7 @@ logger = logging.getLogger("mskus.demo")
 DEMO_SCU = "DEMOSCU"
 
 
-def _start_pacs(folder: Path) -> tuple[object, int, list[Path]]:
+def _start_pacs(folder: Path) -> tuple[ThreadedAssociationServer, int, list[Path]]:
     received: list[Path] = []
     lock = threading.Lock()
 
@@ -53,6 +54,7 @@ def _start_pacs(folder: Path) -> tuple[object, int, list[Path]]:
     ae = AE(ae_title="DEMOPACS")
     ae.supported_contexts = AllStoragePresentationContexts
     server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, on_store)])
+    assert server is not None  # block=False returns the server
     return server, int(server.server_address[1]), received
 
 

@@ -14,6 +14,7 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 from pipeline import __version__
 from pipeline.annotations import burned_in_annotation_mask
@@ -173,7 +174,7 @@ def analyze_frame(
         header=header, available=flow.available, reason=flow.reason, flow_pixel_count=flow.flow_pixel_count,
         boxes=flow.boxes,
     )
-    base = dict(
+    base: dict[str, Any] = dict(
         frame_index=frame.index, protocol=choice.protocol, site=choice.site, laterality=laterality, calibration=cal,
         doppler=doppler,
     )
@@ -228,6 +229,7 @@ def analyze_frame(
             exclude=exclude,
             boundary_finder=boundary_finder,
             site=choice.thickness_site,
+            layer=choice.muscle_layer,
         )
         if cal.is_calibrated:
             cal.check_measurement(muscle.caliper_px)
@@ -275,7 +277,7 @@ def analyze_image(
     segmenter = segmenter or default_segmenter()
     # The muscle boundary finder of the same file (learned aponeurosis bands, or the classical search).
     boundary_finder = boundary_finder or default_boundary_finder()
-    common = dict(
+    common: dict[str, Any] = dict(
         source_file=image.source,
         sop_instance_uid=image.sop_instance_uid,
         sop_class_uid=image.sop_class_uid,
@@ -327,7 +329,7 @@ def analyze_file(
 
 def _rows_for_frame(result: ImageResult, frame: FrameResult) -> Iterator[MeasurementRow]:
     cal = frame.calibration
-    common = dict(
+    common: dict[str, Any] = dict(
         study_uid=result.study_instance_uid,
         series_uid=result.series_instance_uid,
         sop_instance_uid=result.sop_instance_uid,
@@ -352,6 +354,7 @@ def _rows_for_frame(result: ImageResult, frame: FrameResult) -> Iterator[Measure
         return
     m = frame.muscle
     assert m is not None
+    assert m.echogenicity is not None  # measure_muscle always sets it
     values = [
         ("thickness", m.thickness_mm, "mm"),
         ("thickness_mean_central_half", m.thickness_mean_central_half_mm, "mm"),

@@ -84,7 +84,7 @@ def burned_in_annotation_mask(gray: np.ndarray, box: PixelBox | None = None) -> 
     n, labels, stats, _ = cv2.connectedComponentsWithStats(candidate, connectivity=8)
     if n <= 1:
         return np.zeros(gray.shape, dtype=bool)
-    flat = labels.ravel()
+    flat: np.ndarray = labels.ravel()
     values = gray.ravel()
     on = flat > 0
     idx, val = flat[on], values[on].astype(np.int32)
@@ -95,10 +95,10 @@ def burned_in_annotation_mask(gray: np.ndarray, box: PixelBox | None = None) -> 
     core_count = np.bincount(idx[core], minlength=n).astype(np.float64)
     core_mean = np.bincount(idx[core], weights=val[core], minlength=n) / np.maximum(core_count, 1.0)
     # The one-pixel surround of each component: dilated labels minus the components.
-    grown = cv2.dilate(labels.astype(np.float32), np.ones((3, 3), np.uint8)).astype(np.int32).ravel()
-    ring = (grown > 0) & ~on
-    ring_count = np.bincount(grown[ring], minlength=n).astype(np.float64)
-    ring_mean = np.bincount(grown[ring], weights=values[ring].astype(np.float64), minlength=n) / np.maximum(ring_count, 1.0)
+    grown_labels = cv2.dilate(labels.astype(np.float32), np.ones((3, 3), np.uint8)).astype(np.int32).ravel()
+    ring = (grown_labels > 0) & ~on
+    ring_count = np.bincount(grown_labels[ring], minlength=n).astype(np.float64)
+    ring_mean = np.bincount(grown_labels[ring], weights=values[ring].astype(np.float64), minlength=n) / np.maximum(ring_count, 1.0)
     # Shape of each component: box, fill and elongation (second moments of its pixels).
     width = stats[:, cv2.CC_STAT_WIDTH].astype(np.float64)
     height = stats[:, cv2.CC_STAT_HEIGHT].astype(np.float64)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import overload
 
 import numpy as np
 from pydicom.dataset import Dataset
@@ -92,6 +93,10 @@ class CalibrationSource(str, enum.Enum):
     UNCALIBRATED = "uncalibrated"
 
 
+@overload
+def _number(item: Dataset, keyword: str, kind: type[int]) -> int: ...
+@overload
+def _number(item: Dataset, keyword: str, kind: type[float]) -> float: ...
 def _number(item: Dataset, keyword: str, kind: type[int] | type[float]) -> int | float:
     """One numeric region attribute (0 when absent or empty); a list or text raises ``TypeError``/``ValueError``.
 

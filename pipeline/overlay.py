@@ -7,6 +7,8 @@ reviewer sees exactly which colour went into the vascularity index.
 
 from __future__ import annotations
 
+from typing import Any
+
 import cv2
 import numpy as np
 
@@ -72,7 +74,7 @@ def draw_overlay(frame: UltrasoundFrame, result: FrameResult) -> np.ndarray:
     width = line_width_px(image.shape)
     cv2.rectangle(image, (box.x0, box.y0), (box.x1, box.y1), (90, 90, 90), 1)
     lines: list[str] = []
-    doppler = getattr(result, "doppler", None)
+    doppler: Any = getattr(result, "doppler", None)  # narrowed by show_doppler below
     # Doppler: drawn only on frames that carry colour flow (a greyscale frame's "no colour flow data" is in the tables).
     show_doppler = doppler is not None and doppler.available
     if show_doppler:
@@ -107,6 +109,7 @@ def draw_overlay(frame: UltrasoundFrame, result: FrameResult) -> np.ndarray:
         else:
             lines.append(f"thickness {m.thickness_px:.1f} px (uncalibrated)")
         e = m.echogenicity
+        assert e is not None  # measure_muscle always sets it
         lines.append(f"echo {e.mean:.1f} +/- {e.sd:.1f} median {e.median:.0f}")
         if show_doppler and doppler.muscle is not None:
             _outline_flow(image, doppler.muscle)

@@ -63,6 +63,8 @@ class ProtocolRule:
     pattern: re.Pattern[str]
     #: Where a muscle's thickness caliper starts (None: the centre, CONTRACT.md section 4).
     thickness_site: ThicknessSite | None = None
+    #: Which muscle layer from the skin is measured (1: the most superficial, CONTRACT.md section 4).
+    muscle_layer: int = 1
 
 
 @dataclass(frozen=True)
@@ -77,6 +79,7 @@ class ProtocolChoice:
     attribute: str
     value: str
     thickness_site: ThicknessSite | None = None
+    muscle_layer: int = 1
 
 
 @dataclass(frozen=True)
@@ -104,9 +107,9 @@ class ProtocolRules:
             raise UsageError(f"{source}: 'rules' must be a non-empty list")
         rules = []
         for number, raw in enumerate(raw_rules, start=1):
-            if not isinstance(raw, Mapping) or set(raw) - {"protocol", "site", "pattern", "thickness_site"}:
+            if not isinstance(raw, Mapping) or set(raw) - {"protocol", "site", "pattern", "thickness_site", "layer"}:
                 raise UsageError(
-                    f"{source}: rule {number} must have only protocol, site, pattern and (muscle) thickness_site"
+                    f"{source}: rule {number} must have only protocol, site, pattern and (muscle) thickness_site, layer"
                 )
             try:
                 protocol = Protocol(raw.get("protocol"))
@@ -130,7 +133,12 @@ class ProtocolRules:
                     thickness_site = ThicknessSite.from_mapping(raw["thickness_site"])
                 except ValueError as exc:
                     raise UsageError(f"{source}: rule {number}: {exc}") from None
-            rules.append(ProtocolRule(protocol, site.strip(), compiled, thickness_site))
+            layer = raw.get("layer", 1)
+            if "layer" in raw and protocol is not Protocol.MUSCLE:
+                raise UsageError(f"{source}: rule {number}: layer applies to muscle rules only")
+            if isinstance(layer, bool) or not isinstance(layer, int) or not 1 <= layer <= 4:
+                raise UsageError(f"{source}: rule {number}: layer must be a whole number from 1 (under the skin) to 4")
+            rules.append(ProtocolRule(protocol, site.strip(), compiled, thickness_site, layer))
         return cls(tuple(attributes), tuple(rules))
 
     def choose(self, ds: Dataset, *, override: Protocol | str | None = None) -> ProtocolChoice:
@@ -148,7 +156,9 @@ class ProtocolRules:
                 continue
             for rule in self.rules:
                 if rule.pattern.search(value):
-                    match = ProtocolChoice(rule.protocol, rule.site, attribute, value, rule.thickness_site)
+                    match = ProtocolChoice(
+                        rule.protocol, rule.site, attribute, value, rule.thickness_site, rule.muscle_layer
+                    )
                     break
             if match is not None:
                 break

@@ -127,6 +127,7 @@ class ArchiveSource:
         info = source_frame_info(instance.path, frame) if instance is not None else None
         if info is None:
             return FrameInfo()
+        assert instance is not None  # info is None without an instance
         return FrameInfo(
             source_file=Path(instance.path).name,
             series_description=info.series_description,

@@ -29,7 +29,7 @@ class JsonlAudit:
 
     def write(self, event: str, fields: Mapping[str, object]) -> None:
         """Append one event; it is on disk when this returns."""
-        record = {"at": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "event": event}
+        record: dict[str, object] = {"at": dt.datetime.now().astimezone().isoformat(timespec="seconds"), "event": event}
         record.update({k: v if isinstance(v, (int, float, bool, list)) else str(v) for k, v in fields.items()})
         line = json.dumps(record, ensure_ascii=False) + "\n"
         with self._lock, open(self.path, "a", encoding="utf-8") as handle:

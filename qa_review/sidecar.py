@@ -55,7 +55,7 @@ def _float(value: object) -> float | None:
 
 def _int(value: object, default: int = 1) -> int:
     try:
-        return int(value)  # type: ignore[arg-type]
+        return int(value)  # type: ignore[call-overload]  # any value; TypeError/ValueError are caught
     except (TypeError, ValueError):
         return default
 
@@ -134,11 +134,11 @@ def load_sidecar(out_dir: str | Path) -> Sidecar:
         if study and protocol and protocol not in protocols[study]:
             protocols[study].append(protocol)
     errors: dict[str, list[str]] = defaultdict(list)
-    for row in _read_errors(out):
-        study = row.get("study_uid") or ""
+    for err in _read_errors(out):
+        study = err.get("study_uid") or ""
         if study:
-            where = Path(row.get("source_file") or "").name
-            errors[study].append(f"{where}: {row.get('reason', '')}" if where else str(row.get("reason", "")))
+            where = Path(err.get("source_file") or "").name
+            errors[study].append(f"{where}: {err.get('reason', '')}" if where else str(err.get("reason", "")))
     return Sidecar(
         frames={key: _frame_info(rows) for key, rows in by_frame.items()},
         sources=sources,

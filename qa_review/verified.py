@@ -252,7 +252,7 @@ def build_verified_report(
 
     meta = FileMetaDataset()
     old_meta = getattr(automated, "file_meta", None)
-    meta.TransferSyntaxUID = getattr(old_meta, "TransferSyntaxUID", None) or "1.2.840.10008.1.2.1"
+    meta.TransferSyntaxUID = getattr(old_meta, "TransferSyntaxUID", None) or "1.2.840.10008.1.2.1"  # type: ignore[assignment]  # pydicom takes a str for a UI value
     meta.MediaStorageSOPClassUID = document.SOPClassUID
     meta.MediaStorageSOPInstanceUID = document.SOPInstanceUID
     document.file_meta = meta

@@ -15,6 +15,7 @@ import pytest
 
 from benchmarks.muscle_real import gap_along_line, measure_frame, summarize, vertical_gap
 from pipeline.analysis import analyze_image
+from pipeline.annotations import burned_in_annotation_mask
 from pipeline.errors import MskusInputError
 from pipeline.loading import load_ultrasound
 from pipeline.measurements.muscle import (
@@ -37,6 +38,7 @@ from tests.conftest import REPO, SAMPLE_DATA, TEST_DATA
 
 APO = TEST_DATA / "dl-track-apo"
 STACKED = "img_00011.png"
+THREE_BANDS = "img_00043.png"  # the network sees all three bands (layer option)
 SPLIT = json.loads((REPO / "training" / "aponeurosis_split.json").read_text())
 
 
@@ -98,7 +100,8 @@ def test_split_is_by_blocks_of_frame_numbers():
         n = frame_number(name)
         assert all(not (b * BLOCK + 1 - GUARD <= n <= (b + 1) * BLOCK + GUARD) for b in VALIDATION_BLOCKS)
     assert STACKED in train
-    assert sorted(p.name for p in (APO / "images").glob("*.png")) == sorted([STACKED, *val[::8]])
+    assert THREE_BANDS in train
+    assert sorted(p.name for p in (APO / "images").glob("*.png")) == sorted([STACKED, THREE_BANDS, *val[::8]])
 
 
 # --------------------------------------------------------------------------------------
@@ -119,6 +122,40 @@ def test_stacked_muscles_the_superficial_layer_is_measured(finder):
     col = mask[:, x]
     starts = np.flatnonzero(col[1:] & ~col[:-1]) + 1
     assert len(starts) >= 2 and m.caliper_px[1][1] < starts[2 if col[0] else 1] + 0.05 * m.thickness_px + 3
+
+
+def test_a_rule_can_name_the_deeper_layer(finder):
+    """img_00043: layer 2 is the muscle between the second and third bands, measured along its caliper."""
+    from benchmarks.muscle_real import _runs
+
+    gray, mask = _load(THREE_BANDS)
+    box = estimate_tissue_box(gray)
+    exclude = burned_in_annotation_mask(gray, box)
+    top = measure_muscle(gray, box, mm_per_px_x=None, mm_per_px_y=None, exclude=exclude, boundary_finder=finder)
+    deeper = measure_muscle(gray, box, mm_per_px_x=None, mm_per_px_y=None, exclude=exclude, boundary_finder=finder,
+                            layer=2)
+    assert deeper.layer == 2 and deeper.caliper_px[0][1] > top.caliper_px[1][1] - 3
+    # The mask's second and third runs along the layer-2 caliper line.
+    (x0, y0), (x1, y1) = deeper.caliper_px
+    length = float(np.hypot(x1 - x0, y1 - y0))
+    t = np.arange(-2.0 * gray.shape[0], 2.0 * gray.shape[0], 0.25)
+    xs, ys = x0 + t * (x1 - x0) / length, y0 + t * (y1 - y0) / length
+    inside = (xs >= 0) & (xs <= gray.shape[1] - 1) & (ys >= 0) & (ys <= gray.shape[0] - 1)
+    t, xs, ys = t[inside], xs[inside], ys[inside]
+    runs = [r for r in _runs(mask[np.rint(ys).astype(int), np.rint(xs).astype(int)]) if r[1] - r[0] >= 4]
+    assert len(runs) >= 3
+    truth = float(t[runs[2][0]] - t[runs[1][1]] - 0.25)
+    assert deeper.thickness_px == pytest.approx(truth, rel=0.05)
+    with pytest.raises(NoMuscleBoundariesError, match="no muscle layer 4"):
+        measure_muscle(gray, box, mm_per_px_x=None, mm_per_px_y=None, exclude=exclude, boundary_finder=finder, layer=4)
+    rules = ProtocolRules.from_mapping({"version": 1, "attributes": ["SeriesDescription"], "rules": [
+        {"protocol": "muscle", "site": "vastus intermedius muscle", "pattern": "INTERMEDIUS", "layer": 2}]})
+    assert rules.rules[0].muscle_layer == 2
+    from pipeline.errors import UsageError
+
+    with pytest.raises(UsageError, match="layer must be"):
+        ProtocolRules.from_mapping({"version": 1, "attributes": ["SeriesDescription"], "rules": [
+            {"protocol": "muscle", "site": "m", "pattern": "M", "layer": 0}]})
 
 
 def test_validation_subset_meets_the_accuracy_targets(finder):

@@ -443,6 +443,11 @@ def test_association_over_the_limit_is_rejected_and_logged(tmp_path, caplog):
         assert third.is_rejected
         for assoc in held:
             assoc.release()
+        # The node frees the slots when its association threads end (asynchronously after the release).
+        server = node._server
+        deadline = time.monotonic() + 10
+        while server is not None and server.active_associations and time.monotonic() < deadline:
+            time.sleep(0.05)
         again = ae.associate("127.0.0.1", node.port, ae_title="MSKUS")  # room again once they are gone
         assert again.is_established
         again.release()

@@ -17,6 +17,7 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
+from typing import cast
 
 import cv2
 
@@ -144,7 +145,9 @@ def _write_reports(
     headers_by_uid = {str(h.SOPInstanceUID): h for h in headers}
     failures = 0
     for study_uid, study_results in group_by_study(results).items():
-        digest = study_digest((InputStamp.of(paths.get(r.source_file, r.source_file)) for r in study_results), fingerprint)
+        # Every result here names its image (display name), so source_file is set.
+        names = (cast(str, r.source_file) for r in study_results)
+        digest = study_digest((InputStamp.of(paths.get(name, name)) for name in names), fingerprint)
         kept = ledger.unchanged(study_uid, digest)
         if kept is not None:
             logger.info("study %s unchanged since the last run: kept %s", study_uid, kept.name)

@@ -17,11 +17,15 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, TYPE_CHECKING
 
 from pipeline.batch.atomic import atomic_open, atomic_write_text
 from pipeline.batch.records import STATE_DIR, StudyRecord, read_record
 from pipeline.batch.settings import RunSettings
 from pipeline.batch.tables import ERROR_COLUMNS, MEASUREMENT_COLUMNS, SUMMARY_COLUMNS, ErrorRow
+
+if TYPE_CHECKING:
+    from _csv import Writer
 
 __all__ = ["ERRORS_CSV", "MANIFEST", "MEASUREMENTS_CSV", "SUMMARY_CSV", "TableCounts", "assemble_outputs"]
 
@@ -44,7 +48,7 @@ class TableCounts:
     reports: int
 
 
-def _writer(handle) -> csv.writer:
+def _writer(handle: IO[str]) -> Writer:
     return csv.writer(handle, lineterminator="\n")
 
 

@@ -13,7 +13,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 __all__ = ["TMP_SUFFIX", "atomic_open", "atomic_write_bytes", "atomic_write_text", "remove_stale_temporaries"]
 
@@ -51,7 +51,8 @@ def atomic_open(
     final = Path(path)
     tmp = _tmp_path(final)
     binary = "b" in mode
-    handle = open(tmp, mode, **({} if binary else {"encoding": encoding, "newline": newline}))  # noqa: SIM115
+    text_options: dict[str, Any] = {} if binary else {"encoding": encoding, "newline": newline}
+    handle = open(tmp, mode, **text_options)  # noqa: SIM115
     try:
         with handle:
             yield handle

@@ -13,6 +13,7 @@ import io
 import mmap
 import os
 from dataclasses import dataclass
+from typing import Any
 
 from pydicom.dataset import Dataset
 
@@ -78,7 +79,7 @@ class MappedReader(io.RawIOBase):
     def seekable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+    def readinto(self, buffer: Any) -> int:
         n = max(0, min(len(buffer), len(self._mapped) - self._pos))
         buffer[:n] = self._mapped[self._pos : self._pos + n]
         self._pos += n

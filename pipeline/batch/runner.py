@@ -140,7 +140,10 @@ def _scan(in_dir: Path, out_dir: Path, settings: RunSettings) -> tuple[list[Imag
         assert isinstance(found, InputFile)
         inputs += 1
         header = read_header(found, rules, protocol=settings.protocol)
-        (errors if isinstance(header, ErrorRow) else headers).append(header)
+        if isinstance(header, ErrorRow):
+            errors.append(header)
+        else:
+            headers.append(header)
         if time.monotonic() - last_log > 10:
             last_log = time.monotonic()
             logger.info("reading headers: %d files so far", inputs)

@@ -149,7 +149,7 @@ def _analyse_image(image: UltrasoundImage, task: StudyTask, parts: _StudyParts, 
     drawn: a 1,000-frame muscle cine would otherwise hold ~0.5 GB of masks.
     """
     settings = task.settings
-    common = dict(
+    common: dict[str, Any] = dict(
         source_file=rel,
         sop_instance_uid=image.sop_instance_uid,
         sop_class_uid=image.sop_class_uid,
@@ -194,6 +194,7 @@ def _process_file(ref: FileRef, task: StudyTask, parts: _StudyParts, pseudonymiz
     try:
         if read.error is not None:
             raise read.error
+        assert dataset is not None  # a ReadInput holds a dataset or an error
         validate_dataset(dataset)
         image = UltrasoundImage(dataset, source=ref.rel)
     except (MskusInputError, OSError) as exc:

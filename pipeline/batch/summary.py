@@ -21,21 +21,21 @@ _COL = {name: i for i, name in enumerate(MEASUREMENT_COLUMNS)}
 
 def summary_rows(measurement_cells: Iterable[Sequence[str]]) -> list[list[str]]:
     """Summary rows (in :data:`SUMMARY_COLUMNS` order) of one study's measurement rows."""
-    groups: dict[tuple[str, str, str, str, str], list[float]] = defaultdict(list)
+    groups: dict[tuple[str, str, str, str, str, str], list[float]] = defaultdict(list)
     first: dict[str, tuple[str, str]] = {}
     for cells in measurement_cells:
         if cells[_COL["status"]] != "measured" or not cells[_COL["value"]]:
             continue
         study = cells[_COL["study_uid"]]
         first.setdefault(study, (cells[_COL["patient_id"]], cells[_COL["study_date"]]))
-        key = (
+        named = (
             study,
             cells[_COL["protocol"]],
             cells[_COL["structure"]],
             cells[_COL["measurement"]],
             cells[_COL["unit"]],
         )
-        groups[(*key[:3], cells[_COL["laterality"]], *key[3:])].append(float(cells[_COL["value"]]))
+        groups[(*named[:3], cells[_COL["laterality"]], *named[3:])].append(float(cells[_COL["value"]]))
     means = {key: statistics.fmean(values) for key, values in groups.items()}
     rows: list[list[str]] = []
     for key in sorted(groups):

@@ -63,7 +63,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import cv2
 import numpy as np
@@ -258,6 +258,8 @@ class MuscleMeasurement:
         stands in for a missing model).
     site : ThicknessSite
         Where the caliper was placed.
+    layer : int
+        Which muscle layer from the skin was measured (1: the most superficial).
     boundary_agreement : float or None
         Learned boundaries only: 1 minus the relative difference between the
         gap of the traced inner edges and the gap between the network's band
@@ -287,6 +289,7 @@ class MuscleMeasurement:
     boundaries: str = "classical band search"
     site: ThicknessSite = field(default_factory=ThicknessSite)
     boundary_agreement: float | None = None
+    layer: int = 1
 
 
 # --------------------------------------------------------------------------------------
@@ -920,11 +923,12 @@ def _common_columns(sup: _Band, deep: _Band) -> tuple[float, float] | None:
 
 
 def _learned_pairs(layers: list[Any], probability: np.ndarray, gray_f: np.ndarray, sx: float, sy: float,
-                   rows: int, cols: int, min_superficial_extent: float = 0.0) -> list[tuple[_Band, _Band]]:
+                   rows: int, cols: int, min_superficial_extent: float = 0.0, layer: int = 1) -> list[tuple[_Band, _Band]]:
     """The muscle under the skin from the network's bands: the shallowest band at least
     ``min_superficial_extent`` of the width long and the next one at least ``MIN_BAND_SEPARATION_MM``
     deeper. With one band only, the deep boundary (often a bone surface, which the network was not
-    taught) comes from the classical band search below it."""
+    taught) comes from the classical band search below it. ``layer`` > 1: the same one layer deeper
+    each time (its superficial boundary is the deep boundary of the layer above)."""
     xc = (cols - 1) / 2.0
     # No skin zone here: the network does not mark the skin, and a cropped frame may start at the fascia.
     # A short patch above the first long band is not the muscle's fascia.
@@ -936,6 +940,14 @@ def _learned_pairs(layers: list[Any], probability: np.ndarray, gray_f: np.ndarra
             "muscle boundaries not found with confidence: no fascia or aponeurosis band in the tissue region"
         )
     classical, _noise = _find_bands(gray_f, sx, sy)
+    for _ in range(layer - 1):
+        # Step down one layer: the next band at least MIN_BAND_SEPARATION_MM deeper starts the next muscle.
+        top = _as_band(usable[0], xc)
+        usable = [b for b in usable[1:] if (_as_band(b, xc).y_c - top.y_c) * sy >= MIN_BAND_SEPARATION_MM]
+        if not usable:
+            raise NoMuscleBoundariesError(
+                f"muscle boundaries not found with confidence: no muscle layer {layer} (fewer boundary bands)"
+            )
     sup = _snap(_as_band(usable[0], xc), classical, sx, sy)
     for deep in (_snap(_as_band(layer, xc), classical, sx, sy) for layer in usable[1:]):
         if (deep.y_c - sup.y_c) * sy >= MIN_BAND_SEPARATION_MM:
@@ -1064,6 +1076,7 @@ def measure_muscle(
     nominal_mm_per_px: float = 0.1,
     boundary_finder: BoundaryFinder | None = None,
     site: ThicknessSite | None = None,
+    layer: int = 1,
 ) -> MuscleMeasurement:
     """Measure muscle thickness and echogenicity on one long-axis frame.
 
@@ -1090,6 +1103,11 @@ def measure_muscle(
         then placed on the image. Without it, the classical band search.
     site : ThicknessSite, optional
         Where the caliper starts (default: the centre of the width).
+    layer : int
+        Which muscle layer from the skin (1, the default: the most superficial;
+        2: the muscle under it, e.g. vastus intermedius under rectus femoris).
+        Learned boundaries only: layer ``k`` lies between the ``k``-th and
+        ``k+1``-th boundary bands; refused when the frame shows fewer.
 
     Returns
     -------
@@ -1118,8 +1136,8 @@ def measure_muscle(
     # Size priors (mm -> px) and the metric used for perpendiculars.
     psx = _prior_scale(mm_per_px_x, nominal_mm_per_px)
     psy = _prior_scale(mm_per_px_y, nominal_mm_per_px)
-    mx = float(mm_per_px_x) if calibrated else float(nominal_mm_per_px)
-    my = float(mm_per_px_y) if calibrated else float(nominal_mm_per_px)
+    mx = float(cast(float, mm_per_px_x)) if calibrated else float(nominal_mm_per_px)
+    my = float(cast(float, mm_per_px_y)) if calibrated else float(nominal_mm_per_px)
     if rows * psy < 2 * MIN_BAND_SEPARATION_MM or cols * psx < 5.0:
         raise NoMuscleBoundariesError(f"tissue region too small for a muscle measurement ({cols}x{rows} px)")
 
@@ -1131,8 +1149,11 @@ def measure_muscle(
     if found is not None:
         layer_bands = list(found.bands)
         pairs = _learned_pairs(layer_bands, found.probability, gray_f, psx, psy, rows, cols,
-                               min_superficial_extent=float(getattr(found, "min_superficial_extent_fraction", 0.0)))
+                               min_superficial_extent=float(getattr(found, "min_superficial_extent_fraction", 0.0)),
+                               layer=layer)
     else:
+        if layer != 1:
+            raise NoMuscleBoundariesError(f"muscle layer {layer} needs the learned boundary finder")
         bands, _noise = _find_bands(gray_f, psx, psy)
         pairs = _rank_pairs(bands, psx, psy, rows, cols)
     amp = _AMPLITUDE[sub]
@@ -1217,11 +1238,12 @@ def measure_muscle(
         roi_mask=roi_mask,
         echogenicity=stats,
         confidence=conf,
-        mm_per_px_x=float(mm_per_px_x) if calibrated else None,
-        mm_per_px_y=float(mm_per_px_y) if calibrated else None,
+        mm_per_px_x=float(cast(float, mm_per_px_x)) if calibrated else None,
+        mm_per_px_y=float(cast(float, mm_per_px_y)) if calibrated else None,
         boundaries=describe_boundaries(boundary_finder),
         site=site,
         boundary_agreement=agreement,
+        layer=layer,
     )
 
 

@@ -438,9 +438,9 @@ def _annotation_components(
     # Pieces inside (or touching) an annotation, e.g. the anti-aliased letter of a marker, go with it.
     if drop[1:].any():
         dropped = np.zeros(labels.shape, np.uint8)
-        for k in np.nonzero(drop)[0]:
-            x, y, w, h, _ = (int(v) for v in stats[k])
-            dropped[y : y + h, x : x + w] |= _filled((labels[y : y + h, x : x + w] == k).astype(np.uint8))
+        for d in np.nonzero(drop)[0]:
+            x, y, w, h, _ = (int(v) for v in stats[d])
+            dropped[y : y + h, x : x + w] |= _filled((labels[y : y + h, x : x + w] == d).astype(np.uint8))
         near = cv2.dilate(dropped, np.ones((5, 5), np.uint8)) > 0
         for k in range(1, n):
             if drop[k]:
@@ -673,7 +673,7 @@ def inpaint_colour(gray: np.ndarray, colour: np.ndarray, box: PixelBox | None = 
     pad = INPAINT_MARGIN_PX + INPAINT_RADIUS_PX + 2
     y0, y1 = max(0, int(ys.min()) - pad), min(gray.shape[0], int(ys.max()) + pad + 1)
     x0, x1 = max(0, int(xs.min()) - pad), min(gray.shape[1], int(xs.max()) + pad + 1)
-    sub = mask[y0:y1, x0:x1].astype(np.uint8)
+    sub: np.ndarray = mask[y0:y1, x0:x1].astype(np.uint8)
     if INPAINT_MARGIN_PX:
         size = 2 * INPAINT_MARGIN_PX + 1
         sub = cv2.dilate(sub, np.ones((size, size), np.uint8))

@@ -76,7 +76,9 @@ class NerveSegmenter(Protocol):
 
     #: Name and version written into the SR's Algorithm Identification.
     name: str
-    version: str
+
+    @property
+    def version(self) -> str: ...  # read-only in a protocol: the learned segmenters derive it
 
     def segment(
         self,

@@ -248,9 +248,9 @@ class ClassicalNerveSegmenter:
         values = best_resp[peaks[:, 0], peaks[:, 1]]
         order = np.argsort(values)[::-1][: p.max_candidates]
         # Weak responses next to a strong one are not worth tracing.
-        order = [i for i in order if values[i] >= 0.15 * values[order[0]]]
+        kept = [i for i in order if values[i] >= 0.15 * values[order[0]]]
         out = []
-        for y, x in peaks[order]:
+        for y, x in peaks[kept]:
             out.append(((x + 0.5) * factor - 0.5, (y + 0.5) * factor - 0.5, float(best_r[y, x]) * factor))
         return out
 

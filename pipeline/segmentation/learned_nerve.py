@@ -328,11 +328,16 @@ class LearnedFrame:
     crop: Crop
     probabilities: np.ndarray = field(repr=False)
     nerves: tuple[LabelRegion, ...]
-    vessels: tuple[LabelRegion, ...]
+    min_area_px: float = 0.0
 
     @property
     def vessel_mask(self) -> np.ndarray:
         return np.argmax(self.probabilities, axis=0) == VESSEL
+
+    @property
+    def vessels(self) -> tuple[LabelRegion, ...]:
+        """The vessel regions (computed on demand: the nerve path does not need their outlines)."""
+        return tuple(label_regions(self.probabilities, VESSEL, self.min_area_px))
 
 
 def _fill_excluded(roi: np.ndarray, excluded: np.ndarray | None) -> np.ndarray:
@@ -518,8 +523,7 @@ class LearnedNerveSegmenter:
         prob = self.net.probabilities(_fill_excluded(roi, excluded))
         min_area = self.min_area_px(tissue_box, mm_per_px)
         nerves = label_regions(prob, NERVE, min_area)[: self.settings.max_nerves]
-        vessels = label_regions(prob, VESSEL, min_area)
-        return LearnedFrame(crop=crop, probabilities=prob, nerves=tuple(nerves), vessels=tuple(vessels))
+        return LearnedFrame(crop=crop, probabilities=prob, nerves=tuple(nerves), min_area_px=min_area)
 
     def segment(
         self,

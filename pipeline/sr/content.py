@@ -36,6 +36,7 @@ import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
+from typing import TypeVar
 
 import highdicom as hd
 import numpy as np
@@ -77,6 +78,7 @@ _US_MULTIFRAME = "1.2.840.10008.5.1.4.1.1.3.1"
 MeasurementGroupTemplate = (
     hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations | hd.sr.MeasurementsAndQualitativeEvaluations
 )
+_Group = TypeVar("_Group", bound=MeasurementGroupTemplate)
 
 
 @dataclass(frozen=True)
@@ -336,7 +338,7 @@ def _tracking(source: SourceImage, frame: FrameResult, what: str) -> hd.sr.Track
     return hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=f"{what}: {site} ({source.label}{frame_part})")
 
 
-def _with_texts(group: MeasurementGroupTemplate, texts: Iterable[hd.sr.TextContentItem]) -> MeasurementGroupTemplate:
+def _with_texts(group: _Group, texts: Iterable[hd.sr.TextContentItem]) -> _Group:
     """Append TEXT qualitative evaluations (TID 1501 row 12 / TID 1410) to a group."""
     items = list(texts)
     if items:
@@ -457,7 +459,8 @@ def nerve_group(
     echo = nerve.echogenicity
     measurements.append(_measurement(codes.ECHOGENICITY, echo.mean, codes.NO_UNITS, codes.MEAN))
     measurements.append(_measurement(codes.ECHOGENICITY, echo.sd, codes.NO_UNITS, codes.STANDARD_DEVIATION))
-    vascularity = frame.doppler.nerve(index - 1) if getattr(frame, "doppler", None) is not None else None
+    doppler = getattr(frame, "doppler", None)
+    vascularity = doppler.nerve(index - 1) if doppler is not None else None
     doppler_notes: list[hd.sr.TextContentItem] = []
     if vascularity is not None:
         measurements.extend(_vascularity_measurements(vascularity, nerve=True))
@@ -516,6 +519,10 @@ def muscle_groups(
     algorithm = dataclasses.replace(
         algorithm, parameters=(*algorithm.parameters, _format_parameter("boundaries", muscle.boundaries))
     )
+    if muscle.layer != 1:
+        algorithm = dataclasses.replace(
+            algorithm, parameters=(*algorithm.parameters, _format_parameter("muscle_layer", muscle.layer))
+        )
     if not muscle.site.is_default:
         algorithm = dataclasses.replace(
             algorithm, parameters=(*algorithm.parameters, _format_parameter("thickness_site", muscle.site.describe()))

@@ -29,6 +29,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import highdicom as hd
 import numpy as np
@@ -182,7 +183,7 @@ def _frame_ranges(numbers: Sequence[int]) -> str:
     for n in sorted(numbers):
         if start is None:
             start = prev = n
-        elif n == prev + 1:
+        elif n == cast(int, prev) + 1:  # set with start
             prev = n
         else:
             parts.append(f"{start}" if start == prev else f"{start}-{prev}")
@@ -454,7 +455,7 @@ def build_measurement_report(
 
     completeness = study_completeness(results)
     observer = hd.sr.ObserverContext(
-        observer_type=codes.DEVICE,
+        observer_type=codes.DEVICE,  # type: ignore[arg-type]  # highdicom takes a pydicom Code (as its own codes are)
         observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
             uid=codes.DEVICE_OBSERVER_UID,
             name="mskus",
@@ -480,7 +481,7 @@ def build_measurement_report(
 
     sr_class = hd.sr.Comprehensive3DSR if comprehensive_3d else hd.sr.ComprehensiveSR
     first = evidence[0]
-    root = report[0]
+    root = cast(hd.sr.ContainerContentItem, report[0])  # TID 1500's root container
     charset = _charset_for(first, _collect_texts(root))
     try:
         document = sr_class(
