@@ -31,6 +31,17 @@ def _load(name: str) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def _confidence_auc(r: dict[str, Any]) -> str:
+    """How well the reported confidence separates frames within 5 % from frames more than 10 % off (AUC)."""
+    rows = [x for x in r.get("per_image", []) if x.get("rel_error") is not None and x.get("confidence") is not None]
+    good = [x["confidence"] for x in rows if abs(x["rel_error"]) <= 0.05]
+    bad = [x["confidence"] for x in rows if abs(x["rel_error"]) > 0.10]
+    if not good or not bad:
+        return "n/a"
+    auc = sum((g > b) + 0.5 * (g == b) for g in good for b in bad) / (len(good) * len(bad))
+    return f"{auc:.2f} ({len(good)} within 5 % vs {len(bad)} more than 10 % off)"
+
+
 def _real_row(label: str, r: dict[str, Any]) -> str:
     if not r:
         return f"| {label} | (not run) | | | | | |"
@@ -142,6 +153,8 @@ Targets of the issue (validation): ≥ 85 % within 5 %, gross failures ≤ 5 %, 
 Refusals on the validation part: {refusals}. The classical band search alone on the same validation
 frames (`muscle_real.py --classical`): {_pct(classical.get('within_5pct'))} within 5 %, {_pct(classical.get('gross_failures'))}
 gross failures, {_pct(classical.get('reported_off_15pct'))} of the reported values > 15 % off.
+The reported confidence separates right from wrong: AUC {_confidence_auc(val)} on the validation part,
+{_confidence_auc(train)} on the training part; what it cannot see is refused instead (reasons above).
 The traced edges sit about 2 % outside the annotators' band borders (signed mean above; the annotators
 draw the bands a little thicker than the step in echo amplitude that CONTRACT.md §4 places the edge at).
 
