@@ -14,11 +14,9 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 REPO = Path(__file__).resolve().parents[1]
-# The full data sets live beside the checkout, in ../shared/data; a bare clone has no such folder, so
-# tests read the small copies in tests/data/ (see tests/data/README.md); tests/test_test_data.py keeps
-# every test off SHARED_DATA (benchmarks/ and training/ read the full sets there).
-SHARED = REPO.parent / "shared"
-SHARED_DATA = SHARED / "data"
+# The full data sets live in the shared data folder beside the checkout, which a bare clone lacks: tests
+# read the small copies in tests/data/ (tests/data/README.md); tests/test_test_data.py keeps them off the
+# full sets (benchmarks/ and training/ read those).
 TEST_DATA = REPO / "tests" / "data"
 SAMPLE_DATA = REPO / "sample_data"
 US_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.6.1"

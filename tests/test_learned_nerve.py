@@ -78,7 +78,7 @@ def test_committed_model_is_small_and_identified(net):
 
 
 def test_validation_split_is_the_seeded_one():
-    """The recorded split is the seeded permutation of the recorded names (no ../shared needed)."""
+    """The recorded split is the seeded permutation of the recorded names (no the shared data folder needed)."""
     from training.data import split_names
 
     names = META["split"]["train"] + META["split"]["validation"]

@@ -20,7 +20,7 @@ from tests.conftest import SAMPLE_DATA, TEST_DATA, make_us_dataset, region_item
 
 NERVE_FILES = sorted(SAMPLE_DATA.glob("*nerve*.dcm"))
 MUSCLE_FILES = sorted(SAMPLE_DATA.glob("*muscle*.dcm"))
-PYMUST = TEST_DATA / "pymust"  # the three nerve phantoms of ../shared/data/simulated/pymust
+PYMUST = TEST_DATA / "pymust"  # the three nerve phantoms of shared data folder: simulated/pymust
 
 
 def test_classical_segmenter_implements_the_interface():

@@ -1,4 +1,4 @@
-"""The suite runs on a bare clone: tests read tests/data/, never ../shared (tests/data/README.md)."""
+"""The suite runs on a bare clone: tests read tests/data/, never the shared data folder (tests/data/README.md)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 
 from tests.conftest import REPO, TEST_DATA
 
-# Tests still reading ../shared/data (none: every fixture is in tests/data/). Do not add to this set.
+# Tests still reading the shared data folder (none: every fixture is in tests/data/). Do not add to this set.
 STILL_ON_SHARED: set[str] = set()
 
 
@@ -18,7 +18,7 @@ def test_tests_do_not_read_the_shared_folder():
         text = path.read_text()
         if re.search(r"\bSHARED(_DATA)?\b|[\"']\.\./shared|/\s*[\"']shared[\"']", text):
             offenders.append(path.name)
-    assert not offenders, f"tests reading ../shared (absent on a bare clone; copy the files to tests/data/): {offenders}"
+    assert not offenders, f"tests reading the shared data folder (absent on a bare clone; copy the files to tests/data/): {offenders}"
 
 
 def test_every_fixture_set_says_where_it_comes_from():
