@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
@@ -331,11 +332,21 @@ def _side_label(laterality: Laterality) -> str:
     )
 
 
+def tracking_uid(source_sop_instance_uid: str, frame_number: int, what: str) -> str:
+    """The Tracking Unique Identifier of a finding: the same for the same structure on the same image frame
+    in every run, so a viewer can follow it from one report version to the next (2.25 UID of a hash)."""
+    digest = hashlib.sha256("\x1f".join(["mskus-tracking", source_sop_instance_uid, str(frame_number), what]).encode())
+    return f"2.25.{int.from_bytes(digest.digest()[:16], 'big')}"
+
+
 def _tracking(source: SourceImage, frame: FrameResult, what: str) -> hd.sr.TrackingIdentifier:
     side = _side_label(frame.laterality)
     site = f"{side} {frame.site}".strip()
     frame_part = f" frame {frame.frame_number}" if source.is_multiframe else ""
-    return hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=f"{what}: {site} ({source.label}{frame_part})")
+    return hd.sr.TrackingIdentifier(
+        uid=tracking_uid(source.sop_instance_uid, frame.frame_number, what),
+        identifier=f"{what}: {site} ({source.label}{frame_part})",
+    )
 
 
 def _with_texts(group: _Group, texts: Iterable[hd.sr.TextContentItem]) -> _Group:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -497,7 +498,7 @@ def build_measurement_report(
             is_verified=False,
             institution_name=institution_name,
             previous_versions=previous_docs or None,
-            series_description=SERIES_DESCRIPTION,
+            series_description=series_description(previous_docs),
             manufacturer_model_name="mskus",
             software_versions=__version__,
             coding_schemes=[codes.local_coding_scheme()],
@@ -578,6 +579,19 @@ def _failures_container(failures: Sequence[str]) -> hd.sr.ContainerContentItem:
 # --------------------------------------------------------------------------------------
 # Files
 # --------------------------------------------------------------------------------------
+
+
+_VERSION = re.compile(r"\bv(\d+)\b")
+
+
+def series_description(previous: Sequence[Dataset] = ()) -> str:
+    """Series Description of a report: the first says what it is; a superseding one says so where a PACS
+    user sees it, with its version (one more than the highest of the documents it supersedes)."""
+    if not previous:
+        return SERIES_DESCRIPTION
+    versions = [int(m.group(1)) for ds in previous if (m := _VERSION.search(str(ds.get("SeriesDescription", ""))))]
+    version = max(versions, default=1) + 1
+    return f"mskus measurements v{version}, supersedes v{version - 1} (automated)"
 
 
 def report_file_name(study_instance_uid: str) -> str:
