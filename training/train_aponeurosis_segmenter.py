@@ -58,7 +58,7 @@ ATTRIBUTION = (
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--epochs", type=int, default=70)
+    p.add_argument("--epochs", type=int, default=80)
     p.add_argument("--size", type=int, default=256, help="network input size (multiple of 16)")
     p.add_argument("--widths", default="8,16,32,64,128", help="channels per U-Net level")
     p.add_argument("--batch", type=int, default=8)
