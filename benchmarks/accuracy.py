@@ -64,7 +64,8 @@ from pipeline.measurements.muscle import ThicknessSite, measure_muscle  # noqa: 
 from pipeline.measurements.nerve import contour_mask  # noqa: E402
 from pipeline.protocols import Protocol  # noqa: E402
 from pipeline.segmentation import ClassicalNerveSegmenter  # noqa: E402
-from pipeline.segmentation.factory import default_boundary_finder, make_segmenter  # noqa: E402
+from pipeline.segmentation.factory import make_segmenter  # noqa: E402
+from pipeline.settings import default_analyzer  # noqa: E402
 from pipeline.tissue_area import estimate_tissue_box  # noqa: E402
 
 DEFAULT_SHARED = Path(os.environ.get("MSKUS_SHARED_DATA") or REPO.parent / "shared" / "data")
@@ -97,7 +98,7 @@ def synthetic_set(files: list[tuple[Path, list[dict]]], name: str) -> dict:
     for path, truths in files:
         image = load_ultrasound(path)
         kind = truths[0]["kind"]
-        result = analyze_image(image, protocol=Protocol(kind))
+        result = default_analyzer(protocol=kind).analyze(image)
         for frame_result, truth in zip(result.frames, truths):
             row = {"file": path.name, "frame": frame_result.frame_number, "kind": kind, "reason": frame_result.reason}
             if kind == "nerve":
@@ -222,7 +223,7 @@ def _muscle(gray: np.ndarray, site: ThicknessSite | None = None):
     try:
         m = measure_muscle(gray, box, mm_per_px_x=1.0, mm_per_px_y=1.0,
                            exclude=burned_in_annotation_mask(gray, box),
-                           boundary_finder=default_boundary_finder(), site=site)
+                           boundary_finder=default_analyzer().boundary_finder, site=site)
         return m, box
     except MskusInputError as exc:
         return str(exc)
@@ -368,7 +369,7 @@ def no_nerve_frames() -> dict:
     """Nerves reported where there is none: the two real scanner DICOMs (calibrated-dicom), a blank frame."""
     out: dict = {}
     for path in sorted((SHARED / "real" / "calibrated-dicom").glob("*.dcm")):
-        result = analyze_image(load_ultrasound(path), protocol=Protocol.NERVE)
+        result = default_analyzer(protocol="nerve").analyze(load_ultrasound(path))
         out[path.name] = {"nerves": sum(len(f.nerves) for f in result.frames), "reason": result.frames[0].reason}
     return out
 
@@ -378,7 +379,7 @@ def dl_track_apo() -> dict:
     from benchmarks.muscle_real import SPLIT_FILE, evaluate
 
     names = json.loads(SPLIT_FILE.read_text())["validation"]
-    return evaluate(SHARED / "real" / "dl-track-apo-train", names, default_boundary_finder())
+    return evaluate(SHARED / "real" / "dl-track-apo-train", names, default_analyzer().boundary_finder)
 
 
 def _fmt(value: object, pattern: str = "{:.3f}") -> str:

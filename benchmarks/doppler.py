@@ -52,6 +52,7 @@ sys.path.insert(0, str(REPO / "sample_data"))
 import generate as G  # noqa: E402
 
 from pipeline.analysis import analyze_file  # noqa: E402
+from pipeline.settings import default_analyzer  # noqa: E402
 from pipeline.loading import load_ultrasound  # noqa: E402
 from pipeline.measurements.vascularity import detect_colour_flow  # noqa: E402
 
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
             csa_flow = None
             for label, photometric, ts, quality in VARIANTS:
                 G.write_doppler_nerve_file(path, case, photometric=photometric, transfer_syntax=ts, jpeg_quality=quality)
-                result = analyze_file(path)
+                result = analyze_file(path, default_analyzer())
                 frame = result.frames[0] if result.frames else None
                 stats = per_variant[label]
                 if frame is None or frame.nerve is None or frame.doppler is None:
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                     csa_flow = frame.nerve.cross_sectional_area_mm2
             # the same frame without flow: CSA unchanged, and greyscale frames without any flow pixel
             G.write_doppler_nerve_file(path, case, photometric="RGB", flow=False)
-            plain = analyze_file(path)
+            plain = analyze_file(path, default_analyzer())
             if csa_flow is not None and plain.frames and plain.frames[0].nerve is not None:
                 csa_plain = plain.frames[0].nerve.cross_sectional_area_mm2
                 if csa_plain:

@@ -34,8 +34,8 @@ sys.path.insert(0, str(REPO))
 from pipeline.analysis import analyze_frame  # noqa: E402
 from pipeline.loading import load_ultrasound  # noqa: E402
 from pipeline.protocols import Laterality, Protocol, ProtocolChoice  # noqa: E402
-from pipeline.measurements.muscle import describe_boundaries  # noqa: E402
 from pipeline.segmentation.factory import make_boundary_finder, make_segmenter  # noqa: E402
+from pipeline.segmentation.muscle_bands import describe_boundaries  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -11,11 +12,14 @@ from typing import Any
 
 import yaml
 
+from dicom_node.tls import ClientContext, client_context
 from pipeline.errors import UsageError
+from pipeline.resources import shipped_config
 
 __all__ = [
     "AllowedPeer",
     "Destination",
+    "DestinationTls",
     "NodeConfig",
     "SendPolicy",
     "TlsConfig",
@@ -27,7 +31,7 @@ __all__ = [
     "startup_notes",
 ]
 
-DEFAULT_NODE_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "node.yaml"
+DEFAULT_NODE_CONFIG = shipped_config("node.yaml")
 _AE_TITLE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")  # printable, no backslash, at most 16
 
 
@@ -56,12 +60,45 @@ class AllowedPeer:
 
 
 @dataclass(frozen=True)
+class DestinationTls:
+    """How results are sent to a destination over TLS.
+
+    Parameters
+    ----------
+    ca : Path, optional
+        PEM file of the CA certificates (or the destination's own
+        certificate) trusted for the destination; ``None``: the system's
+        trust store.
+    cert, key : Path, optional
+        Client certificate chain and private key (PEM) for destinations
+        that require client authentication; both or neither.
+    server_name : str, optional
+        The name the destination's certificate must carry (DNS name or IP
+        address); ``None``: the destination's ``host``.
+    """
+
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    server_name: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.cert is None) != (self.key is None):
+            raise UsageError("destination tls: a client certificate needs both cert and key")
+
+    def context(self) -> ClientContext:
+        """A fresh TLS context for one send (files are read now, so renewed certificates are used without a restart)."""
+        return client_context(ca=self.ca, cert=self.cert, key=self.key)
+
+
+@dataclass(frozen=True)
 class Destination:
-    """A DICOM peer that receives results by C-STORE."""
+    """A DICOM peer that receives results by C-STORE (over TLS when ``tls`` is set)."""
 
     ae_title: str
     host: str
     port: int
+    tls: DestinationTls | None = None
 
     @property
     def label(self) -> str:
@@ -220,6 +257,57 @@ def parse_destination(text: str) -> Destination:
     return Destination(_check_ae(match["ae"], "--destination"), match["host"], _check_port(int(match["port"]), "--destination"))
 
 
+def _ssl_reason(exc: BaseException) -> str:
+    return " ".join(str(getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc).split())
+
+
+def _destination_tls(value: object, where: str) -> DestinationTls | None:
+    """A destination's ``tls`` mapping, checked: known keys, readable PEM files that load.
+
+    Relative paths are taken from the working folder, as the node's other
+    paths. Every problem is one line naming the config file and the
+    setting (``destination N: tls.ca``).
+    """
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise UsageError(f"{where}: tls must be a mapping (ca, cert, key, server_name) or null, not {value!r}")
+    unknown = set(value) - {"ca", "cert", "key", "server_name"}
+    if unknown:
+        raise UsageError(f"{where}: unknown tls setting(s) {', '.join(sorted(map(str, unknown)))} (known: ca, cert, key, server_name)")
+    paths: dict[str, Path | None] = {}
+    for name in ("ca", "cert", "key"):
+        raw = value.get(name)
+        if raw is None:
+            paths[name] = None
+            continue
+        if not isinstance(raw, str) or not raw.strip():
+            raise UsageError(f"{where}: tls.{name} must be a file path, not {raw!r}")
+        path = Path(raw).expanduser()
+        if not path.is_file():
+            raise UsageError(f"{where}: tls.{name}: no such file {path}")
+        paths[name] = path
+    if (paths["cert"] is None) != (paths["key"] is None):
+        raise UsageError(f"{where}: tls needs both cert and key for a client certificate (or neither)")
+    server_name = value.get("server_name")
+    if server_name is not None and (not isinstance(server_name, str) or not server_name.strip()):
+        raise UsageError(f"{where}: tls.server_name must be a host name, not {server_name!r}")
+    ca, cert, key = paths["ca"], paths["cert"], paths["key"]
+    probe = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # a PEM file that does not load fails here, once, not at every send
+    try:
+        if ca is not None:
+            probe.load_verify_locations(cafile=str(ca))
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        raise UsageError(f"{where}: tls.ca: cannot load certificates from {ca}: {_ssl_reason(exc)}") from None
+    try:
+        if cert is not None and key is not None:
+            probe.load_cert_chain(certfile=str(cert), keyfile=str(key))
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{where}: tls.cert / tls.key: cannot load {cert} with {key}: {_ssl_reason(exc)}") from None
+    tls = DestinationTls(ca, cert, key, server_name)
+    return tls
+
+
 def _from_mapping(data: Mapping[str, Any], source: str) -> NodeConfig:
     known = {"version", "ae_title", "bind_address", "port", "data_dir", "max_pdu", "require_called_ae_title", "allow",
              "destinations", "quiet_seconds", "workers", "key_images", "send", "tls", "allow_any_peer",
@@ -264,11 +352,15 @@ def _from_mapping(data: Mapping[str, Any], source: str) -> NodeConfig:
     for number, item in enumerate(data.get("destinations") or [], start=1):
         if not isinstance(item, Mapping) or not {"ae_title", "host", "port"} <= set(item):
             raise UsageError(f"{source}: destination {number} needs ae_title, host and port")
+        unknown = set(item) - {"ae_title", "host", "port", "tls"}
+        if unknown:
+            raise UsageError(f"{source}: destination {number}: unknown setting(s) {', '.join(sorted(map(str, unknown)))}")
         destinations.append(
             Destination(
-                _check_ae(item["ae_title"], f"destination {number}"),
+                _check_ae(item["ae_title"], f"{source}: destination {number}"),
                 str(item["host"]),
-                _check_port(item["port"], f"destination {number}"),
+                _check_port(item["port"], f"{source}: destination {number}"),
+                _destination_tls(item.get("tls"), f"{source}: destination {number}"),
             )
         )
     kwargs["destinations"] = tuple(destinations)

@@ -14,6 +14,7 @@ Every method opens its own short transaction; connections are per thread.
 from __future__ import annotations
 
 import enum
+import os
 import sqlite3
 import threading
 import time
@@ -190,25 +191,65 @@ class NodeIndex:
         ).fetchone()
         return StoredInstance(*row) if row else None
 
-    def record_instance(self, instance: StoredInstance, calling_ae: str, *, now: float | None = None) -> bool:
-        """Record (or replace) an instance and mark its study pending. Returns False if it was identical."""
+    def record_instance(
+        self,
+        instance: StoredInstance,
+        calling_ae: str,
+        *,
+        now: float | None = None,
+        audit: tuple[str, str] | None = None,
+        sync: bool = True,
+    ) -> bool:
+        """Record (or replace) an instance and mark its study pending. Returns False if it was identical.
+
+        Parameters
+        ----------
+        instance : StoredInstance
+            The instance, already durable in the inbox.
+        calling_ae : str
+            Who sent it.
+        now : float, optional
+            Receive time (default: now).
+        audit : (event, detail), optional
+            An audit row written in the same transaction.
+        sync : bool
+            ``False``: commit without waiting for the disk (SQLite
+            ``synchronous=NORMAL``; the row is on disk with the next synced
+            commit or checkpoint). Only for rows the node can rebuild from
+            its durable inbox file after a crash
+            (:meth:`~dicom_node.server.StorageNode.reconcile_inbox`).
+        """
         now = time.time() if now is None else now
-        with self._tx() as db:
-            old = db.execute("SELECT sha256 FROM instances WHERE sop_instance_uid=?", (instance.sop_instance_uid,)).fetchone()
-            if old is not None and old[0] == instance.sha256:
-                return False
-            db.execute(
-                "INSERT OR REPLACE INTO instances VALUES (?,?,?,?,?,?,?,?)",
-                (instance.sop_instance_uid, instance.sop_class_uid, instance.study_uid, instance.series_uid,
-                 instance.path, instance.sha256, calling_ae, now),
-            )
-            db.execute(
-                "INSERT INTO studies(study_uid, last_received_at, state, updated_at) VALUES (?,?,?,?) "
-                "ON CONFLICT(study_uid) DO UPDATE SET last_received_at=excluded.last_received_at, "
-                "state=CASE WHEN studies.state='processing' THEN 'processing' ELSE 'pending' END, updated_at=excluded.updated_at",
-                (instance.study_uid, now, StudyState.PENDING.value, now),
-            )
+        db = self._connect()
+        if not sync:
+            db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            with self._tx() as db:
+                old = db.execute("SELECT sha256 FROM instances WHERE sop_instance_uid=?", (instance.sop_instance_uid,)).fetchone()
+                if old is not None and old[0] == instance.sha256:
+                    return False
+                db.execute(
+                    "INSERT OR REPLACE INTO instances VALUES (?,?,?,?,?,?,?,?)",
+                    (instance.sop_instance_uid, instance.sop_class_uid, instance.study_uid, instance.series_uid,
+                     instance.path, instance.sha256, calling_ae, now),
+                )
+                db.execute(
+                    "INSERT INTO studies(study_uid, last_received_at, state, updated_at) VALUES (?,?,?,?) "
+                    "ON CONFLICT(study_uid) DO UPDATE SET last_received_at=excluded.last_received_at, "
+                    "state=CASE WHEN studies.state='processing' THEN 'processing' ELSE 'pending' END, updated_at=excluded.updated_at",
+                    (instance.study_uid, now, StudyState.PENDING.value, now),
+                )
+                if audit is not None:
+                    db.execute("INSERT INTO audit(at, event, detail) VALUES (?,?,?)", (now, *audit))
+        finally:
+            if not sync:
+                db.execute("PRAGMA synchronous=FULL")
         return True
+
+    def instance_paths(self) -> dict[str, float]:
+        """Every indexed instance file (absolute path) with the time its row was written."""
+        rows = self._connect().execute("SELECT path, received_at FROM instances").fetchall()
+        return {os.path.abspath(path): received for path, received in rows}
 
     def study_instances(self, study_uid: str) -> list[StoredInstance]:
         rows = self._connect().execute(

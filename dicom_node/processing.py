@@ -3,6 +3,12 @@
 Runs in a separate process (spawned by :class:`~dicom_node.server.StorageNode`)
 so the receiver keeps accepting associations. Input and output are small
 frozen dataclasses that pickle cheaply; the pixels never cross processes.
+The analysis is :func:`pipeline.study.analyze_study`, as for ``mskus
+analyze`` and ``mskus batch``; its SR goes into the archive (for sending,
+versioned) and, with the study record, into ``<data>/results/`` in the
+batch output layout (``measurements.csv``, ``errors.csv``, ... kept up to
+date after every study), which ``mskus review --out`` reads like any
+batch output.
 """
 
 from __future__ import annotations
@@ -13,15 +19,21 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import pydicom
 
 from dicom_node.logsafe import install
 from dicom_node.storage import DurableStore
-from pipeline.analysis import ImageResult, analyze_image
-from pipeline.errors import INTERNAL_ERROR, MskusInputError, internal_error
-from pipeline.loading import check_elements, load_ultrasound
-from pipeline.sr.sop import build_measurement_report, header_dataset, slim_result
+from pipeline.batch.assemble import assemble_outputs
+from pipeline.batch.lock import output_lock
+from pipeline.batch.records import STATE_DIR, records_dir
+from pipeline.batch.settings import RunSettings
+from pipeline.loading import UltrasoundFrame, UltrasoundImage
+from pipeline.settings import AnalysisSettings, build_analyzer
+from pipeline.study import StudyFile, analyze_study
+from pipeline.study.outputs import write_study_outputs
+from pipeline.study.report import build_study_report
 
 __all__ = ["ArchivedResult", "ParentGone", "StudyJob", "StudyOutcome", "init_worker", "process_study", "require_parent"]
 
@@ -62,6 +74,10 @@ def init_worker(parent_pid: int, poll_seconds: float = 0.5) -> None:
     threading.Thread(target=watch, name="mskus-parent-watch", daemon=True).start()
 
 
+#: Sub-folder of the node's data folder holding its results in the batch output layout.
+RESULTS_FOLDER = "results"
+
+
 @dataclass(frozen=True)
 class StudyJob:
     """One analysis run of one study."""
@@ -73,6 +89,7 @@ class StudyJob:
     previous_sr_path: str | None
     key_images: bool
     snapshot: float
+    analysis: AnalysisSettings
 
 
 @dataclass(frozen=True)
@@ -99,6 +116,16 @@ def _to_bytes(ds: pydicom.Dataset) -> bytes:
     return buffer.getvalue()
 
 
+def _previous(path: str | None) -> pydicom.Dataset | None:
+    if not path:
+        return None
+    try:
+        return pydicom.dcmread(path, stop_before_pixels=True)
+    except (OSError, pydicom.errors.InvalidDicomError) as exc:
+        logger.warning("event=previous_sr_unreadable path=%s reason=%s", path, exc)
+        return None
+
+
 def process_study(job: StudyJob) -> StudyOutcome:
     """Analyse every instance of the study, write the SR (and key images) to the archive.
 
@@ -107,125 +134,62 @@ def process_study(job: StudyJob) -> StudyOutcome:
     """
     started = time.perf_counter()
     store = DurableStore(job.data_dir)
-    results: list[ImageResult] = []
-    headers: list[pydicom.Dataset] = []
     key_images = _KeyImages(store, job.study_uid) if job.key_images else None
-    for path in job.instance_paths:
-        analysed = _analyse_instance(path, key_images)
-        if analysed is not None:
-            results.append(analysed[0])
-            headers.append(analysed[1])
+    root = Path(job.data_dir)
+    files = [StudyFile(path, _inbox_name(root, path)) for path in job.instance_paths]
+    study = analyze_study(files, build_analyzer(job.analysis), study_uid=job.study_uid, on_frame=key_images)
+    for error in study.errors:
+        logger.warning("event=instance_refused path=%s code=%s reason=%s", error.source_file, error.code, error.reason)
     archived: list[ArchivedResult] = []
-    if results:
-        previous = None
-        if job.previous_sr_path:
-            try:
-                previous = pydicom.dcmread(job.previous_sr_path)
-            except (OSError, pydicom.errors.InvalidDicomError) as exc:
-                logger.warning("event=previous_sr_unreadable path=%s reason=%s", job.previous_sr_path, exc)
-        report = _build_report(results, headers, previous, job.run)
+    report = None
+    if study.reportable:
+        report = build_study_report(
+            study,
+            previous=_previous(job.previous_sr_path),
+            instance_number=job.run,
+            reference_files=job.analysis.reference.files,
+        )
         require_parent()  # a worker whose node is gone writes nothing no index row would know
         sr_path = store.store_result(job.study_uid, str(report.SOPInstanceUID), _to_bytes(report))
         archived.append(ArchivedResult(str(report.SOPInstanceUID), "sr", str(sr_path)))
         if key_images is not None:
             archived.extend(key_images.archived)
-    failed = sum(1 for r in results if r.failed) + (len(job.instance_paths) - len(results))
+    _write_results(root, study, job, report)
     return StudyOutcome(
         run=job.run,
         snapshot=job.snapshot,
         images=len(job.instance_paths),
-        failed_images=failed,
+        failed_images=study.failed_images + (len(job.instance_paths) - len(study.images)),
         results=tuple(archived),
         seconds=time.perf_counter() - started,
-        error="" if results else "no instance of the study could be read",
+        error="" if study.reportable else "no instance of the study could be read",
     )
 
 
-def _analyse_instance(path: str, key_images: _KeyImages | None) -> tuple[ImageResult, pydicom.Dataset] | None:
-    """One instance's result and header; any failure is a refusal of this instance only.
-
-    Returns ``None`` when not even a header can be read (the log line is then
-    the only trace: the report cannot name an image it cannot identify).
-    """
+def _inbox_name(root: Path, path: str) -> str:
+    """An instance's name in the results tables: its path inside the data folder."""
     try:
-        image = load_ultrasound(path)
-    except (MskusInputError, OSError) as exc:
-        # Accepted on the network but not loadable now (e.g. corrupt compressed
-        # pixels): the report names it as failed; nothing is guessed.
-        code = exc.code if isinstance(exc, MskusInputError) else "unreadable"
-        logger.warning("event=instance_refused path=%s code=%s reason=%s", path, code, exc)
-        return _refused_image(path, str(exc), code)
-    except Exception as exc:  # noqa: BLE001 - one bad instance never costs the study
-        reason = internal_error(path, "loading", exc)
-        logger.warning("event=instance_refused path=%s code=%s reason=%s", path, INTERNAL_ERROR, reason)
-        return _refused_image(path, reason, INTERNAL_ERROR)
+        return Path(path).resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return Path(path).name
+
+
+def _write_results(root: Path, study, job: StudyJob, report: pydicom.Dataset | None) -> None:
+    """The study in ``<data>/results/`` (batch layout), tables rebuilt; a failure here never costs the archive."""
+    out = root / RESULTS_FOLDER
+    settings = RunSettings(analysis=job.analysis, overlays=False)
     try:
-        on_frame = key_images.callback(image) if key_images is not None else None
-        result = slim_result(analyze_image(image, on_frame=on_frame))
-        header = header_dataset(image.dataset)
-    except Exception as exc:  # noqa: BLE001 - one bad instance never costs the study
-        reason = internal_error(path, "analysing", exc)
-        logger.warning("event=instance_refused path=%s code=%s reason=%s", path, INTERNAL_ERROR, reason)
-        return _refused_image(path, reason, INTERNAL_ERROR)
-    if result.failed:
-        logger.warning("event=instance_refused path=%s code=%s reason=%s", path, result.error_code, result.error)
-    return result, header
-
-
-def _build_report(results: list[ImageResult], headers: list[pydicom.Dataset], previous, run: int) -> pydicom.Dataset:
-    """The study's SR; if a refused image's header breaks it, the SR is built from the analysed images alone."""
-    try:
-        return build_measurement_report(results, headers, previous=previous, instance_number=run)
-    except Exception as exc:  # noqa: BLE001 - retried below without the refused images' headers
-        kept = [(r, h) for r, h in zip(results, headers) if not r.failed]
-        if not kept or len(kept) == len(results):
-            raise
-        logger.warning("event=report_without_refused_images reason=%s: %s", type(exc).__name__, exc)
-        return build_measurement_report(
-            [r for r, _ in kept], [h for _, h in kept], previous=previous, instance_number=run
-        )
-
-
-def _clean_header(path: str) -> pydicom.Dataset:
-    """The header of ``path`` (no pixel data) with every element that cannot be decoded left out."""
-    raw = pydicom.dcmread(path, stop_before_pixels=True)
-    header = pydicom.Dataset()
-    for tag in list(raw.keys()):
-        try:
-            element = raw[tag]
-            if element.VR == "SQ":
-                for item in element.value:
-                    check_elements(item)
-        except Exception:  # noqa: BLE001 - the malformed element is what got the image refused
-            continue
-        header.add(element)
-    header.file_meta = raw.file_meta
-    return header_dataset(header)
-
-
-def _refused_image(path: str, reason: str, code: str) -> tuple[ImageResult, pydicom.Dataset] | None:
-    """An ImageResult that records why ``path`` was refused, with its header if readable."""
-    try:
-        header = _clean_header(path)
-        uids = [str(header.get(k, "") or "") for k in ("SOPInstanceUID", "SOPClassUID", "StudyInstanceUID", "SeriesInstanceUID")]
-    except Exception:  # noqa: BLE001 - not even a header: only the log can tell
-        return None
-    if not uids[0] or not uids[1]:
-        return None  # an image the report cannot reference
-    result = ImageResult(
-        source_file=path,
-        sop_instance_uid=uids[0],
-        sop_class_uid=uids[1],
-        study_instance_uid=uids[2],
-        series_instance_uid=uids[3],
-        error=reason,
-        error_code=code,
-    )
-    return result, header
+        state = out / STATE_DIR
+        state.mkdir(parents=True, exist_ok=True)
+        with output_lock(state, wait=True):  # the node's workers take turns; the tables see every record
+            write_study_outputs(out, study, settings, report=report)
+            assemble_outputs(out, ((p.stem, p) for p in sorted(records_dir(out).glob("*.json"))), [], settings)
+    except Exception as exc:  # noqa: BLE001 - the archive and the send are what matter; the tables are redone next time
+        logger.warning("event=results_tables_not_written study=%s reason=%s: %s", job.study_uid, type(exc).__name__, exc)
 
 
 class _KeyImages:
-    """Key images of one study run, archived as they are drawn: one series, numbered instances."""
+    """Per-frame hook: key images of one study run, archived as they are drawn (one series, numbered)."""
 
     def __init__(self, store: DurableStore, study_uid: str) -> None:
         self.store = store
@@ -233,20 +197,17 @@ class _KeyImages:
         self.series_uid = pydicom.uid.generate_uid()
         self.archived: list[ArchivedResult] = []
 
-    def callback(self, image):
+    def __call__(self, image: UltrasoundImage, frame: UltrasoundFrame, result) -> None:
         from pipeline.keyimage import build_key_image
         from pipeline.overlay import draw_overlay
 
-        def write(frame, frame_result) -> None:
-            key = build_key_image(
-                draw_overlay(frame, frame_result),
-                image.dataset,
-                frame_number=frame.frame_number,
-                series_instance_uid=self.series_uid,
-                instance_number=len(self.archived) + 1,
-            )
-            require_parent()
-            path = self.store.store_result(self.study_uid, str(key.SOPInstanceUID), _to_bytes(key))
-            self.archived.append(ArchivedResult(str(key.SOPInstanceUID), "key_image", str(path)))
-
-        return write
+        key = build_key_image(
+            draw_overlay(frame, result),
+            image.dataset,
+            frame_number=frame.frame_number,
+            series_instance_uid=self.series_uid,
+            instance_number=len(self.archived) + 1,
+        )
+        require_parent()
+        path = self.store.store_result(self.study_uid, str(key.SOPInstanceUID), _to_bytes(key))
+        self.archived.append(ArchivedResult(str(key.SOPInstanceUID), "key_image", str(path)))

@@ -6,11 +6,19 @@ item is tried on its own and every destination has its own sender thread
 DIMSE timeouts, so a destination that is down or hung delays only itself;
 failures back off exponentially and end in a dead-letter state
 after ``max_attempts`` (``mskus retry`` revives them).
+
+A destination with ``tls`` is sent to over TLS (its certificate verified
+against its ``ca`` and its name checked; a client certificate when
+configured). A failed handshake is a failed attempt like any other: the
+item stays pending (then dead-lettered, never dropped) and its
+``last_error`` says why, e.g. "TLS handshake failed: destination
+certificate not trusted (...)".
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
 import threading
 import time
 
@@ -21,11 +29,23 @@ from dicom_node.config import Destination, NodeConfig, SendPolicy
 from dicom_node.index import NodeIndex, OutboxItem
 from dicom_node.logsafe import install
 from dicom_node.metrics import NodeMetrics
+from dicom_node.tls import ClientContext
 
 __all__ = ["OutboxSender", "send_file"]
 
 logger = logging.getLogger("mskus.node.send")
 install(logger.name)
+
+
+def _no_tls_traceback(record: logging.LogRecord) -> bool:
+    """Drop pynetdicom's traceback of a failed TLS handshake (its message stays; the send line says why)."""
+    if record.exc_info and isinstance(record.exc_info[1], ssl.SSLError):
+        record.exc_info = None
+        record.exc_text = None
+    return True
+
+
+logging.getLogger("pynetdicom.transport").addFilter(_no_tls_traceback)
 
 
 def send_file(
@@ -39,19 +59,30 @@ def send_file(
 
     ``policy`` bounds each phase (TCP connect, association, C-STORE
     response), so a destination that accepts TCP and never answers costs
-    one attempt at most their sum.
+    one attempt at most their sum. With ``destination.tls`` the
+    association runs over TLS; a failed handshake returns its reason
+    (:func:`~dicom_node.tls.describe_tls_error`).
     """
     policy = policy or SendPolicy()
     ds = pydicom.dcmread(path)
+    tls_args: tuple[ssl.SSLContext, str] | None = None
+    context: ClientContext | None = None
+    if destination.tls is not None:
+        context = destination.tls.context()
+        tls_args = (context, destination.tls.server_name or destination.host)
     ae = AE(ae_title=calling_ae)
     ae.connection_timeout = policy.connect_timeout
     ae.acse_timeout = policy.acse_timeout
     ae.dimse_timeout = policy.dimse_timeout
     ae.network_timeout = policy.dimse_timeout
     ae.add_requested_context(ds.SOPClassUID, [str(ds.file_meta.TransferSyntaxUID)])
-    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
+    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title, tls_args=tls_args)
     if not assoc.is_established:
-        return False, "association rejected" if assoc.is_rejected else "no association (peer down or not answering)"
+        if assoc.is_rejected:
+            return False, "association rejected"
+        if context is not None and context.last_failure:
+            return False, context.last_failure
+        return False, "no association (peer down or not answering)"
     try:
         status = assoc.send_c_store(ds)
     finally:

@@ -18,6 +18,8 @@ nothing delays no one else.
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
+import io
 import logging
 import multiprocessing
 import os
@@ -31,6 +33,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import cast
 
+import pydicom
 from pydicom.uid import (
     JPEG2000,
     DeflatedExplicitVRLittleEndian,
@@ -52,13 +55,14 @@ from pynetdicom.transport import ThreadedAssociationServer
 
 from dicom_node.config import NodeConfig, check_exposure, startup_notes
 from dicom_node.handlers import NodeHandlers
-from dicom_node.index import NodeIndex, StudyState
-from dicom_node.logsafe import install
+from dicom_node.index import NodeIndex, StoredInstance, StudyState
+from dicom_node.logsafe import escape, install
 from dicom_node.metrics import MetricsServer, NodeMetrics, index_gauges
 from dicom_node.processing import StudyJob, StudyOutcome, init_worker, process_study
 from dicom_node.sender import OutboxSender
-from dicom_node.storage import DurableStore
+from dicom_node.storage import DurableStore, fsync_dir
 from pipeline.loading import SECONDARY_CAPTURE_SOP_CLASSES, ULTRASOUND_SOP_CLASSES
+from pipeline.settings import AnalysisSettings, load_analysis_settings
 
 __all__ = ["ACCEPTED_TRANSFER_SYNTAXES", "StorageNode"]
 
@@ -137,8 +141,10 @@ class StorageNode:
         How often the scheduler and sender look for work.
     """
 
-    def __init__(self, config: NodeConfig, *, poll_seconds: float = 0.5) -> None:
+    def __init__(self, config: NodeConfig, *, analysis: AnalysisSettings | None = None, poll_seconds: float = 0.5) -> None:
         self.config = config
+        # Rules and segmenters: the caller's (``mskus serve`` loads them at its start), else the shipped ones.
+        self.analysis = analysis if analysis is not None else load_analysis_settings()
         self.poll_seconds = poll_seconds
         self.store = DurableStore(config.data_dir)
         self.index = NodeIndex(Path(config.data_dir) / "index.sqlite3")
@@ -182,6 +188,9 @@ class StorageNode:
         recovered = self.index.reset_interrupted()
         if recovered:
             logger.info("event=recovered studies=%d", recovered)
+        if self._running_marker.exists():  # the last run did not stop cleanly: index rows may be missing
+            self.reconcile_inbox()
+        self._mark_running()
         self.reconcile_archive()
         self._pool = self._new_pool()
         ae = self._ae = self.build_ae()
@@ -261,6 +270,63 @@ class StorageNode:
             self.index.audit("archive_reconciled", f"orphans={moved}")
         return moved
 
+    @property
+    def _running_marker(self) -> Path:
+        """Present while a node runs on this data folder; left behind by a crash (then the inbox is reconciled)."""
+        return Path(self.config.data_dir) / ".node-running"
+
+    def _mark_running(self) -> None:
+        marker = self._running_marker
+        with open(marker, "w", encoding="ascii") as fh:
+            fh.write(f"{os.getpid()}\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        fsync_dir(marker.parent)  # the marker must outlive a power loss as surely as the instances do
+
+    def reconcile_inbox(self) -> int:
+        """Index again the inbox files whose index row a crash lost (run at start after an unclean stop).
+
+        An instance is acknowledged once its file is fsync'd in the inbox;
+        its index row is committed without waiting for the disk (one fsync
+        less per instance), so after a power loss the last rows may be
+        missing, or older than the file (a changed resend). Such files are
+        recorded again from their header and their studies queued. A file
+        that cannot be read is moved to ``DATA_DIR/orphans/inbox/``.
+
+        Returns
+        -------
+        int
+            How many instances were indexed again.
+        """
+        known = self.index.instance_paths()
+        recovered = 0
+        for path in sorted(self.store.inbox.glob("*/*.dcm")):
+            written = known.get(os.path.abspath(path))
+            if written is not None and path.stat().st_mtime <= written:
+                continue
+            try:
+                data = path.read_bytes()
+                ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+                stored = StoredInstance(
+                    str(ds.SOPInstanceUID), str(ds.SOPClassUID), str(ds.StudyInstanceUID),
+                    str(ds.get("SeriesInstanceUID", "")), str(path), hashlib.sha256(data).hexdigest(),
+                )
+            except Exception as exc:  # unreadable: keep it aside, never delete what was acknowledged
+                target = Path(self.config.data_dir) / "orphans" / "inbox" / path.parent.name / path.name
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(path, target)
+                logger.warning("event=inbox_unreadable path=%s moved_to=%s reason=%s: %s", path, target, type(exc).__name__, exc)
+                continue
+            self.index.record_instance(
+                stored, "(recovered)", now=path.stat().st_mtime,
+                audit=("instance_recovered", f"sop={escape(stored.sop_instance_uid)} study={escape(stored.study_uid)}"),
+            )
+            recovered += 1
+            logger.warning("event=instance_reindexed sop=%s study=%s path=%s", stored.sop_instance_uid, stored.study_uid, path)
+        if recovered:
+            logger.warning("event=inbox_reconciled instances=%d", recovered)
+        return recovered
+
     def _handshake_failed(self, host: str, port: int, reason: str) -> None:
         logger.warning(
             "event=tls_handshake_failed called_ae=%s host=%s port=%s reason=%s", self.config.ae_title, host, port, reason
@@ -286,7 +352,8 @@ class StorageNode:
             thread.join(timeout=10)
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=False)
-        self.index.audit("node_stopped", f"ae_title={self.config.ae_title}")
+        self.index.audit("node_stopped", f"ae_title={self.config.ae_title}")  # a synced commit: every row is on disk now
+        self._running_marker.unlink(missing_ok=True)
         logger.info("event=node_stopped")
 
     def serve_forever(self) -> None:
@@ -323,6 +390,7 @@ class StorageNode:
             previous_sr_path=self.index.latest_result_path(study_uid, "sr"),
             key_images=self.config.key_images,
             snapshot=snapshot,
+            analysis=self.analysis,
         )
         logger.info("event=study_run_start study=%s run=%d instances=%d", study_uid, run, len(job.instance_paths))
         try:

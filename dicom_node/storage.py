@@ -12,10 +12,11 @@ from pathlib import Path
 
 from pipeline.filenames import uid_file_name
 
-__all__ = ["DurableStore"]
+__all__ = ["DurableStore", "fsync_dir"]
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """fsync a folder, so that the names created or renamed in it survive a power loss."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -39,9 +40,12 @@ class DurableStore:
         self.tmp = self.root / "tmp"
         for folder in (self.inbox, self.archive, self.tmp):
             folder.mkdir(parents=True, exist_ok=True)
+        self._folders: set[Path] = set()
 
     def _write(self, folder: Path, name: str, data: bytes) -> Path:
-        folder.mkdir(parents=True, exist_ok=True)
+        if folder not in self._folders:  # one mkdir per study folder, not one per instance
+            folder.mkdir(parents=True, exist_ok=True)
+            self._folders.add(folder)
         target = folder / name
         tmp_path = self.tmp / f"{name}.{os.getpid()}.{id(data)}.part"
         try:
@@ -49,11 +53,15 @@ class DurableStore:
                 fh.write(data)
                 fh.flush()
                 os.fsync(fh.fileno())
-            os.replace(tmp_path, target)
+            try:
+                os.replace(tmp_path, target)
+            except FileNotFoundError:  # the folder was removed behind our back
+                folder.mkdir(parents=True, exist_ok=True)
+                os.replace(tmp_path, target)
         except BaseException:
             tmp_path.unlink(missing_ok=True)
             raise
-        _fsync_dir(folder)
+        fsync_dir(folder)
         return target
 
     def store_instance(self, study_uid: str, sop_instance_uid: str, data: bytes) -> Path:

@@ -14,15 +14,19 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline import __version__
+from pipeline.algorithm import AlgorithmIdentity, segmenter_identity
 from pipeline.annotations import burned_in_annotation_mask
 from pipeline.calibration import CalibrationSource, FrameCalibration
+from pipeline.cine.clip import start_clip_analysis
+from pipeline.cine.detector import FasciculationDetector
+from pipeline.cine.result import FasciculationResult
 from pipeline.errors import INTERNAL_ERROR, CalibrationError, MskusInputError, internal_error
 from pipeline.loading import UltrasoundFrame, UltrasoundImage, load_ultrasound
 from pipeline.measurements.echogenicity import colour_pixel_mask
-from pipeline.measurements.muscle import BoundaryFinder, MuscleMeasurement, measure_muscle
+from pipeline.measurements.muscle import MuscleMeasurement, measure_muscle
 from pipeline.measurements.nerve import NerveMeasurement, contour_mask, measure_nerve
 from pipeline.measurements.vascularity import (
     MIN_ROI_COVERAGE,
@@ -35,9 +39,12 @@ from pipeline.measurements.vascularity import (
     inpaint_colour,
     measure_vascularity,
 )
-from pipeline.protocols import Laterality, Protocol, ProtocolChoice, ProtocolRules, laterality_of, load_protocol_rules
+from pipeline.protocols import Laterality, Protocol, ProtocolChoice, ProtocolRules, laterality_of
 from pipeline.segmentation import NerveSegmenter
-from pipeline.segmentation.factory import default_boundary_finder, default_segmenter
+
+if TYPE_CHECKING:
+    from pipeline.settings import Analyzer
+from pipeline.segmentation.muscle_bands import BoundaryFinder
 
 __all__ = [
     "FrameResult",
@@ -48,6 +55,7 @@ __all__ = [
     "analyze_frame",
     "analyze_image",
     "measurement_rows",
+    "muscle_identity",
 ]
 
 logger = logging.getLogger(__name__)
@@ -83,6 +91,10 @@ class FrameResult:
     reason: str = ""
     extra_nerves: tuple[NerveMeasurement, ...] = ()
     doppler: FrameDoppler | None = None
+    #: Where along the structure (``"wrist"``), from the protocol's level rules; "" unknown.
+    level: str = ""
+    #: What measured the frame (the SR's Algorithm Identification); ``None`` only for hand-built results.
+    algorithm: AlgorithmIdentity | None = None
 
     @property
     def nerves(self) -> tuple[NerveMeasurement, ...]:
@@ -112,6 +124,8 @@ class ImageResult:
     frames: tuple[FrameResult, ...] = ()
     error: str = ""
     error_code: str = ""
+    #: Fasciculation values of a muscle cine (:func:`pipeline.cine.clip.analyze_clip`); None for other images.
+    fasciculation: FasciculationResult | None = None
 
     @property
     def failed(self) -> bool:
@@ -139,6 +153,8 @@ class MeasurementRow:
     mm_per_px: float | None = None
     calibration: str = ""
     software_version: str = __version__
+    #: Where along the structure (``"wrist"``); "" when the rules named no level.
+    level: str = ""
 
 
 def analyze_frame(
@@ -148,12 +164,18 @@ def analyze_frame(
     *,
     segmenter: NerveSegmenter,
     boundary_finder: BoundaryFinder | None = None,
+    algorithm: AlgorithmIdentity | None = None,
 ) -> FrameResult:
     """Measure one frame with the chosen protocol.
 
     ``boundary_finder`` proposes the muscle's boundary bands (the learned
-    aponeurosis finder); ``None``: the classical band search.
+    aponeurosis finder); ``None``: the classical band search. ``algorithm``
+    is the identity stamped on the result (default: that of ``segmenter``
+    for a nerve, :func:`muscle_identity` for a muscle); pass it to save
+    recomputing it per frame.
     """
+    if algorithm is None:
+        algorithm = segmenter_identity(segmenter) if choice.protocol is Protocol.NERVE else muscle_identity()
     cal = frame.calibration
     # Never measured: colour Doppler pixels and burned-in text, calipers and markers.
     annotations = burned_in_annotation_mask(frame.gray, cal.tissue_box)
@@ -176,7 +198,7 @@ def analyze_frame(
     )
     base: dict[str, Any] = dict(
         frame_index=frame.index, protocol=choice.protocol, site=choice.site, laterality=laterality, calibration=cal,
-        doppler=doppler,
+        doppler=doppler, level=getattr(choice, "level", ""), algorithm=algorithm,
     )
     # A Pixel Spacing fallback or a missing calibration is said next to every value.
     if not cal.is_calibrated:
@@ -239,6 +261,14 @@ def analyze_frame(
     return FrameResult(**base, muscle=muscle, reason=uncalibrated_note)
 
 
+def muscle_identity() -> AlgorithmIdentity:
+    """Identity of the muscle thickness / echogenicity measurement (the boundary finder is named per
+    measurement, in its ``boundaries`` note)."""
+    from pipeline.measurements.muscle_parameters import measurement_parameters
+
+    return AlgorithmIdentity.of("mskus-muscle", __version__, measurement_parameters())
+
+
 def _nerve_vascularity(flow: ColourFlowMap, nerve: NerveMeasurement, shape: tuple[int, int]) -> Vascularity:
     """Vascularity index, vessel count and grade inside a nerve contour (absent without colour flow)."""
     if flow.mask is None:
@@ -260,23 +290,21 @@ def _muscle_vascularity(flow: ColourFlowMap, muscle: MuscleMeasurement, shape: t
 def analyze_image(
     image: UltrasoundImage,
     *,
-    rules: ProtocolRules | None = None,
+    rules: ProtocolRules,
+    segmenter: NerveSegmenter,
+    boundary_finder: BoundaryFinder,
     protocol: Protocol | str | None = None,
-    segmenter: NerveSegmenter | None = None,
     frames: Iterable[int] | None = None,
     on_frame: Callable[[UltrasoundFrame, FrameResult], None] | None = None,
-    boundary_finder: BoundaryFinder | None = None,
 ) -> ImageResult:
     """Choose the protocol and measure every frame (or the given 0-based frames).
 
+    The rules, segmenter and boundary finder are given, never loaded here:
+    :meth:`pipeline.settings.Analyzer.analyze` passes the run's. Any failure
+    of this one image becomes its refusal (``error`` set), never an exception.
     ``on_frame(frame, result)`` is called with each decoded frame and its
     result (for overlays), so no frame has to be decoded twice.
     """
-    rules = rules or load_protocol_rules()
-    # The segmenter chosen in configs/segmentation.yaml (classical when the learned model is absent).
-    segmenter = segmenter or default_segmenter()
-    # The muscle boundary finder of the same file (learned aponeurosis bands, or the classical search).
-    boundary_finder = boundary_finder or default_boundary_finder()
     common: dict[str, Any] = dict(
         source_file=image.source,
         sop_instance_uid=image.sop_instance_uid,
@@ -293,29 +321,39 @@ def analyze_image(
     except Exception as exc:  # noqa: BLE001 - one image's fault must not cost the others
         return ImageResult(**common, error=internal_error(image.source, "choosing the protocol", exc), error_code=INTERNAL_ERROR)
     results = []
+    algorithm = segmenter_identity(segmenter) if choice.protocol is Protocol.NERVE else muscle_identity()
+    # A muscle cine is also a clip: its frames go through the fasciculation detector as they are decoded.
+    clip: Any = None
     try:
         for frame in image.iter_frames(frames):
-            frame_result = analyze_frame(frame, choice, laterality, segmenter=segmenter, boundary_finder=boundary_finder)
+            frame_result = analyze_frame(
+                frame, choice, laterality, segmenter=segmenter, boundary_finder=boundary_finder, algorithm=algorithm
+            )
             results.append(frame_result)
             if on_frame is not None:
                 on_frame(frame, frame_result)
+            if frames is None:
+                if not results[1:]:
+                    clip = start_clip_analysis(image, choice, frame.calibration)
+                if isinstance(clip, FasciculationDetector):
+                    clip.push(frame.gray)
     except MskusInputError as exc:
         return ImageResult(**common, protocol=choice, frames=tuple(results), error=str(exc), error_code=exc.code)
     except Exception as exc:  # noqa: BLE001 - one image's fault must not cost the others
         reason = internal_error(image.source, f"analysing frame {len(results) + 1}", exc)
         return ImageResult(**common, protocol=choice, frames=tuple(results), error=reason, error_code=INTERNAL_ERROR)
-    return ImageResult(**common, protocol=choice, frames=tuple(results))
+    try:
+        fasciculation = clip.finish() if isinstance(clip, FasciculationDetector) else clip
+    except Exception as exc:  # noqa: BLE001 - a detector fault costs the clip values, not the frames
+        logger.warning("%s: fasciculation not analysed: %s: %s", image.source, type(exc).__name__, exc)
+        fasciculation = FasciculationResult.refused(
+            internal_error(image.source, "detecting fasciculations", exc), number_of_frames=image.number_of_frames
+        )
+    return ImageResult(**common, protocol=choice, frames=tuple(results), fasciculation=fasciculation)
 
 
-def analyze_file(
-    path: str | os.PathLike[str],
-    *,
-    rules: ProtocolRules | None = None,
-    protocol: Protocol | str | None = None,
-    segmenter: NerveSegmenter | None = None,
-    boundary_finder: BoundaryFinder | None = None,
-) -> ImageResult:
-    """Load and analyse one file; refusals become an :class:`ImageResult` with ``error`` set."""
+def analyze_file(path: str | os.PathLike[str], analyzer: Analyzer) -> ImageResult:
+    """Load and analyse one file with ``analyzer``; refusals become an :class:`ImageResult` with ``error`` set."""
     try:
         image = load_ultrasound(path)
     except MskusInputError as exc:
@@ -324,7 +362,7 @@ def analyze_file(
         return ImageResult(source_file=str(path), error=f"cannot read file: {exc.strerror or exc}", error_code="unreadable")
     except Exception as exc:  # noqa: BLE001 - a reader bug refuses this file only
         return ImageResult(source_file=str(path), error=internal_error(path, "loading", exc), error_code=INTERNAL_ERROR)
-    return analyze_image(image, rules=rules, protocol=protocol, segmenter=segmenter, boundary_finder=boundary_finder)
+    return analyzer.analyze(image)
 
 
 def _rows_for_frame(result: ImageResult, frame: FrameResult) -> Iterator[MeasurementRow]:
@@ -338,6 +376,7 @@ def _rows_for_frame(result: ImageResult, frame: FrameResult) -> Iterator[Measure
         protocol=frame.protocol.value,
         structure=frame.site,
         laterality=frame.laterality.value,
+        level=frame.level,
         mm_per_px=cal.mm_per_px if cal.is_calibrated else None,
         calibration=cal.source.value,
     )
@@ -428,6 +467,23 @@ def _value_rows(
 
 
 def measurement_rows(result: ImageResult) -> Iterator[MeasurementRow]:
-    """Flatten an image result into measurement rows (refused frames give one refused row)."""
+    """Flatten an image result into measurement rows (refused frames give one refused row).
+
+    A muscle clip's fasciculation values follow its frames' rows (frame cell empty).
+    """
     for frame in result.frames:
         yield from _rows_for_frame(result, frame)
+    if result.fasciculation is not None and result.protocol is not None:
+        from pipeline.cine.rows import fasciculation_rows  # it builds on this module's row type
+
+        first = result.frames[0] if result.frames else None
+        yield from fasciculation_rows(
+            result.fasciculation,
+            study_uid=result.study_instance_uid,
+            series_uid=result.series_instance_uid,
+            sop_instance_uid=result.sop_instance_uid,
+            source_file=result.source_file or "",
+            structure=result.protocol.site,
+            laterality=first.laterality.value if first is not None else Laterality.UNKNOWN.value,
+            calibration=first.calibration.source.value if first is not None else "",
+        )

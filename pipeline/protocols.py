@@ -20,10 +20,12 @@ from pydicom.dataset import Dataset
 
 from pipeline.errors import MskusInputError, UsageError
 from pipeline.measurements.muscle import ThicknessSite
+from pipeline.resources import shipped_config
 
 __all__ = [
     "DEFAULT_PROTOCOLS_PATH",
     "Laterality",
+    "LevelRule",
     "NoProtocolMatchedError",
     "Protocol",
     "ProtocolChoice",
@@ -32,7 +34,7 @@ __all__ = [
     "load_protocol_rules",
 ]
 
-DEFAULT_PROTOCOLS_PATH = Path(__file__).resolve().parents[1] / "configs" / "protocols.yaml"
+DEFAULT_PROTOCOLS_PATH = shipped_config("protocols.yaml")
 _ALLOWED_ATTRIBUTES = frozenset(
     {"SeriesDescription", "ProtocolName", "StudyDescription", "BodyPartExamined", "ImageComments"}
 )
@@ -68,10 +70,32 @@ class ProtocolRule:
 
 
 @dataclass(frozen=True)
+class LevelRule:
+    """Where along a structure the image was taken (``levels:`` in the rules file).
+
+    Attributes
+    ----------
+    site : str
+        The protocol site the level belongs to (``median nerve``).
+    level : str
+        The level's name (``wrist``, ``forearm``, ``C5``); reference tables are keyed by it.
+    pattern : re.Pattern
+        Matched case-insensitively against the attribute values the site rules look at.
+    """
+
+    site: str
+    level: str
+    pattern: re.Pattern[str]
+
+
+@dataclass(frozen=True)
 class ProtocolChoice:
     """The protocol chosen for an image and why.
 
     ``attribute`` is the DICOM keyword whose value matched, or ``"override"``.
+    ``level`` is where along the structure the image was taken (``"wrist"``), from the
+    ``levels:`` rules; empty when no level rule matched or two different levels did
+    (never guessed).
     """
 
     protocol: Protocol
@@ -80,6 +104,7 @@ class ProtocolChoice:
     value: str
     thickness_site: ThicknessSite | None = None
     muscle_layer: int = 1
+    level: str = ""
 
 
 @dataclass(frozen=True)
@@ -88,6 +113,7 @@ class ProtocolRules:
 
     attributes: tuple[str, ...]
     rules: tuple[ProtocolRule, ...]
+    levels: tuple[LevelRule, ...] = ()
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any], *, source: str = "<config>") -> ProtocolRules:
@@ -102,6 +128,9 @@ class ProtocolRules:
         for attribute in attributes:
             if attribute not in _ALLOWED_ATTRIBUTES:
                 raise UsageError(f"{source}: attribute {attribute!r} is not one of {sorted(_ALLOWED_ATTRIBUTES)}")
+        unknown = set(data) - {"version", "attributes", "rules", "levels"}
+        if unknown:
+            raise UsageError(f"{source}: unknown key(s) {sorted(unknown)} (expected version, attributes, rules, levels)")
         raw_rules = data.get("rules")
         if not isinstance(raw_rules, list) or not raw_rules:
             raise UsageError(f"{source}: 'rules' must be a non-empty list")
@@ -139,7 +168,26 @@ class ProtocolRules:
             if isinstance(layer, bool) or not isinstance(layer, int) or not 1 <= layer <= 4:
                 raise UsageError(f"{source}: rule {number}: layer must be a whole number from 1 (under the skin) to 4")
             rules.append(ProtocolRule(protocol, site.strip(), compiled, thickness_site, layer))
-        return cls(tuple(attributes), tuple(rules))
+        levels = _level_rules(data.get("levels", []), {rule.site for rule in rules}, source)
+        return cls(tuple(attributes), tuple(rules), levels)
+
+    def level_of(self, site: str, looked_at: Mapping[str, str]) -> str:
+        """The level of ``site`` named by the attribute values, or ``""`` (unknown).
+
+        Attributes are searched in order; the first attribute in which any level
+        rule of ``site`` matches decides. Two different levels matching there
+        (``"median wrist to forearm"``) give ``""``: a level is never guessed.
+        """
+        candidates = [rule for rule in self.levels if rule.site == site]
+        for value in looked_at.values():
+            if not value:
+                continue
+            found = {rule.level for rule in candidates if rule.pattern.search(value)}
+            if len(found) == 1:
+                return found.pop()
+            if found:
+                return ""
+        return ""
 
     def choose(self, ds: Dataset, *, override: Protocol | str | None = None) -> ProtocolChoice:
         """The protocol for ``ds``; ``override`` forces one (the site still comes from the rules).
@@ -157,7 +205,8 @@ class ProtocolRules:
             for rule in self.rules:
                 if rule.pattern.search(value):
                     match = ProtocolChoice(
-                        rule.protocol, rule.site, attribute, value, rule.thickness_site, rule.muscle_layer
+                        rule.protocol, rule.site, attribute, value, rule.thickness_site, rule.muscle_layer,
+                        self.level_of(rule.site, looked_at),
                     )
                     break
             if match is not None:
@@ -172,6 +221,29 @@ class ProtocolRules:
             shown = ", ".join(f"{k}={v!r}" for k, v in looked_at.items()) or "none"
             raise NoProtocolMatchedError(f"no protocol matched (looked at {shown})")
         return match
+
+
+def _level_rules(raw_levels: Any, sites: set[str], source: str) -> tuple[LevelRule, ...]:
+    """Validate the ``levels:`` list: each ``{site, level, pattern}`` for a site some rule names."""
+    if not isinstance(raw_levels, list):
+        raise UsageError(f"{source}: 'levels' must be a list")
+    out: list[LevelRule] = []
+    for number, raw in enumerate(raw_levels, start=1):
+        if not isinstance(raw, Mapping) or set(raw) != {"site", "level", "pattern"}:
+            raise UsageError(f"{source}: level {number} must have exactly site, level and pattern")
+        site, level, pattern = raw["site"], raw["level"], raw["pattern"]
+        if not isinstance(site, str) or site.strip() not in sites:
+            raise UsageError(f"{source}: level {number}: site {site!r} is not the site of any rule")
+        if not isinstance(level, str) or not level.strip():
+            raise UsageError(f"{source}: level {number}: 'level' must be a non-empty string")
+        if not isinstance(pattern, str) or not pattern:
+            raise UsageError(f"{source}: level {number}: 'pattern' must be a non-empty string")
+        try:
+            compiled = re.compile(pattern, re.IGNORECASE)
+        except re.error as exc:
+            raise UsageError(f"{source}: level {number}: invalid pattern {pattern!r}: {exc}") from None
+        out.append(LevelRule(site.strip(), level.strip(), compiled))
+    return tuple(out)
 
 
 def load_protocol_rules(path: str | Path | None = None) -> ProtocolRules:

@@ -1,31 +1,46 @@
-"""The QA review web application (Flask, server-side templates, no JavaScript).
+"""The QA review web application (Flask, server-side templates; the viewer is progressive JavaScript).
 
-Pages: the study list (filterable by date, protocol and status), a study
-page (every analysed frame with its overlay, values, confidence, flags and
-source attributes, and the sign-off form), and a login page when users are
-configured. Every form carries the session's CSRF token. A bad request
-(unknown study, tampered form, missing reviewer name, stale page) gets a 4xx
-page saying why and changes nothing.
+Pages: the study list (patient, date, structures, flags, status and review
+state; filterable by date, protocol, status and review state), a study page
+(the history of the report, every analysed frame with its viewer, values,
+confidence, flags and source attributes, one decision per finding, and the
+sign-off form), and a login page when users are configured (with throttling
+of wrong passwords, :mod:`qa_review.throttle`). Every form carries the
+session's CSRF token and the report version it was made on; a form whose
+version is no longer current is refused (409) saying who signed since. A bad
+request (unknown study, tampered form, missing decision, stale page) gets a
+4xx page saying why and changes nothing. Every view of a study, sign-off,
+rejection, correction and login goes to the audit trail.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 import secrets
 import threading
 from collections import Counter
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import replace
 
-from flask import Flask, Response, abort, redirect, render_template, request, session, url_for
+from flask import Flask, Response, abort, jsonify, redirect, render_template, request, session, url_for
 from werkzeug.exceptions import HTTPException
 
 from qa_review.auth import User, verify_login
+from qa_review.corrections import CorrectionError, FrameMeasurer, parse_points, recompute
 from qa_review.csrf import FIELD, csrf_token, csrf_valid
 from qa_review.filters import PROTOCOLS, parse_filter
+from qa_review.findings import findings_of
 from qa_review.forms import FormError, parse_signoff
-from qa_review.model import StudyStatus
+from qa_review.frames import FrameImageError, frame_count, source_frame_png
+from qa_review.history import StudyHistory, stale_message, study_history
+from qa_review.items import reviewable_report
+from qa_review.listing import other_studies, with_review_state
+from qa_review.model import REJECT_REASONS, Correction, Finding, ReviewState, StudyDetail, StudyStatus
 from qa_review.source import ReviewSource
+from qa_review.studyview import laterality_pairs
+from qa_review.throttle import LoginThrottle
 from qa_review.verified import VerificationError, build_verified_report
 
 __all__ = ["create_app"]
@@ -35,9 +50,10 @@ logger = logging.getLogger(__name__)
 _HOST_PORT = re.compile(r"^(\[[^\]]*\]|[^:]*)(:\d+)?$")
 _OPEN_ENDPOINTS = frozenset({"login", "static", "favicon"})
 _CSP = (
-    "default-src 'none'; img-src 'self'; style-src 'self'; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'"
+    "default-src 'none'; img-src 'self'; style-src 'self'; script-src 'self'; connect-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
 )
+_ANONYMOUS = "(no login: loopback only)"
 
 
 def _hostname(host: str) -> str:
@@ -52,6 +68,7 @@ def create_app(
     organisation: str = "",
     secret_key: bytes | None = None,
     allowed_hosts: Collection[str] | None = None,
+    throttle: LoginThrottle | None = None,
 ) -> Flask:
     """The review application over ``source``.
 
@@ -71,6 +88,8 @@ def create_app(
     allowed_hosts : collection of str, optional
         Host names accepted in the Host header (DNS-rebinding guard when
         bound to loopback); any when not given.
+    throttle : LoginThrottle, optional
+        Counts wrong passwords (default: a new one with the real clock).
     """
     app = Flask(__name__)
     app.secret_key = secret_key or secrets.token_bytes(32)
@@ -84,12 +103,17 @@ def create_app(
     )
     hosts = {h.lower() for h in allowed_hosts} if allowed_hosts else None
     sign_lock = threading.Lock()
+    throttle = throttle or LoginThrottle()
 
     def current_user() -> User | None:
         if not users:
             return None
         login = session.get("user")
         return users.get(login) if isinstance(login, str) else None
+
+    @app.template_filter("findings_json")
+    def _findings_json(findings: tuple[Finding, ...]) -> list[dict[str, object]]:
+        return [{"id": f.id, "kind": f.kind, "points": [list(p) for p in f.points], "label": f.label} for f in findings]
 
     @app.context_processor
     def _globals() -> dict[str, object]:
@@ -148,13 +172,28 @@ def create_app(
         if not csrf_valid(session, request.form.get(FIELD)):
             abort(403, "the form token is missing or wrong: reload the page and try again")
         name = (request.form.get("login") or "").strip()[:64]
+        address = request.remote_addr or ""
+        wait = throttle.retry_after(name, address)
+        if wait > 0:
+            source.audit("review_login_throttled", {"login": name, "address": address})
+            seconds = math.ceil(wait)
+            page = render_template(
+                "login.html", next=target,
+                error=f"too many wrong passwords: try again in {seconds} s (the password was not checked)",
+            )
+            return page, 429, {"Retry-After": str(seconds)}
         user = verify_login(users, name, request.form.get("password") or "")
         if user is None:
-            source.audit("review_login_failed", {"login": name})
-            return render_template("login.html", next=target, error="wrong login or password"), 401
+            locked = throttle.failed(name, address)
+            source.audit("review_login_failed", {"login": name, "address": address})
+            error = "wrong login or password"
+            if locked > 0:
+                error += f"; too many wrong passwords: try again in {math.ceil(locked)} s"
+            return render_template("login.html", next=target, error=error), 401
+        throttle.succeeded(user.login)
         session.clear()
         session["user"] = user.login
-        source.audit("review_login", {"login": user.login})
+        source.audit("review_login", {"login": user.login, "address": address})
         return redirect(target, 303)
 
     @app.post("/logout")
@@ -167,46 +206,101 @@ def create_app(
             source.audit("review_logout", {"login": user.login})
         return redirect(url_for("login" if users else "index"), 303)
 
+    def _who() -> str:
+        user = current_user()
+        return user.login if user is not None else _ANONYMOUS
+
     @app.get("/")
     def index():
         chosen = parse_filter(request.args)
-        studies = source.studies()
+        studies = with_review_state(source, source.studies())
         studies.sort(key=lambda s: (s.study_date, s.study_uid), reverse=True)
         shown = chosen.apply(studies)
+        source.audit(
+            "review_list_viewed",
+            {"login": _who(), "address": request.remote_addr or "", "studies": len(shown)},
+        )
         return render_template(
             "list.html",
             studies=shown,
             total=len(studies),
             counts=Counter(s.status.value for s in studies),
+            review_counts=Counter(s.review.value for s in studies),
             chosen=chosen,
             statuses=[s.value for s in StudyStatus],
+            reviews=[s.value for s in ReviewState],
             protocols=PROTOCOLS,
         )
 
-    def _detail_or_404(study_uid: str):
+    def _detail_or_404(study_uid: str) -> StudyDetail:
         detail = source.study(study_uid)
         if detail is None:
             abort(404, f"there is no study {study_uid[:80]} here")
         return detail
 
-    @app.get("/study/<study_uid>")
+    def _history(study_uid: str, detail: StudyDetail) -> StudyHistory | None:
+        if not detail.automated_sr_uid:
+            return None
+        automated = source.automated(study_uid)
+        if automated is None or str(automated.SOPInstanceUID) != detail.automated_sr_uid:
+            return None
+        return study_history(automated, source.verified_of(study_uid, detail.automated_sr_uid))
+
+    def _current(detail: StudyDetail, history: StudyHistory | None, study_uid: str) -> StudyDetail:
+        """The page model with the findings of the current version and each frame's frame count."""
+        current = findings_of(reviewable_report(history.current)) if history is not None else detail.findings
+        frames = []
+        for frame in detail.frames:
+            key = (frame.sop_instance_uid, frame.frame_number)
+            path = source.image_path(study_uid, frame.sop_instance_uid)
+            frames.append(
+                replace(
+                    frame,
+                    findings=tuple(f for f in current if (f.sop_instance_uid, f.frame_number) == key),
+                    number_of_frames=frame_count(path) if path else 1,
+                )
+            )
+        return replace(detail, frames=tuple(frames))
+
+    @app.get("/study/<path:study_uid>")
     def study(study_uid: str):
         detail = _detail_or_404(study_uid)
         user = current_user()
+        history = _history(study_uid, detail)
         source.audit(
             "review_opened",
-            {"study": study_uid, "automated_sr": detail.automated_sr_uid, "login": user.login if user else ""},
+            {
+                "study": study_uid,
+                "automated_sr": detail.automated_sr_uid,
+                "version": history.current_uid if history is not None else "",
+                "login": _who(),
+                "address": request.remote_addr or "",
+            },
         )
         signed = request.args.get("signed", "")
         just_signed = next((v for v in detail.verified if v.sop_instance_uid == signed), None)
+        page = _current(detail, history, study_uid)
+        others = other_studies(source.studies(), detail.summary)
+        previous = [s for s in others if s.study_date and s.study_date < detail.summary.study_date] or list(others)
+        cines: dict[str, list[int]] = {}
+        for frame in page.frames:
+            if frame.number_of_frames > 1:
+                cines.setdefault(frame.sop_instance_uid, []).append(frame.frame_number)
         return render_template(
             "study.html",
-            detail=detail,
+            detail=page,
+            history=history,
+            version=history.current_uid if history is not None else "",
             just_signed=just_signed,
             organisation=(user.organisation if user and user.organisation else organisation),
+            reasons=REJECT_REASONS,
+            others=others,
+            previous=previous[0] if previous else None,
+            pairs=laterality_pairs(page.frames),
+            cines=cines,
         )
 
-    @app.get("/study/<study_uid>/frame/<sop_instance_uid>/<int:frame_number>.png")
+    @app.get("/study/<path:study_uid>/frame/<path:sop_instance_uid>/<int:frame_number>.png")
     def frame_png(study_uid: str, sop_instance_uid: str, frame_number: int):
         data = source.frame_png(study_uid, sop_instance_uid, frame_number)
         if data is None:
@@ -215,21 +309,91 @@ def create_app(
         response.headers["Cache-Control"] = "private, max-age=60"
         return response
 
-    @app.post("/study/<study_uid>/signoff")
+    @app.get("/study/<path:study_uid>/image/<path:sop_instance_uid>/<int:frame_number>.png")
+    def image_png(study_uid: str, sop_instance_uid: str, frame_number: int):
+        detail = _detail_or_404(study_uid)
+        if not any(f.sop_instance_uid == sop_instance_uid for f in detail.frames):
+            abort(404, "no such analysed image in this study")
+        path = source.image_path(study_uid, sop_instance_uid)
+        if path is None or not 1 <= frame_number <= frame_count(path):
+            abort(404, "the source image is not available here, or it has no such frame")
+        try:
+            data = source_frame_png(path, frame_number)
+        except FrameImageError as exc:
+            logger.warning("%s", exc)
+            abort(404, "the source frame cannot be drawn")
+        response = Response(data, mimetype="image/png")
+        response.headers["Cache-Control"] = "private, max-age=300"
+        return response
+
+    def _corrector(study_uid: str) -> Callable[[Finding, str], Correction]:
+        measurers: dict[tuple[str, int], FrameMeasurer] = {}
+
+        def correct(finding: Finding, points_text: str) -> Correction:
+            points = parse_points(points_text, finding.kind)
+            key = (finding.sop_instance_uid, finding.frame_number)
+            if key not in measurers:
+                path = source.image_path(study_uid, finding.sop_instance_uid)
+                if path is None:
+                    raise CorrectionError("the source image is not available here, so this finding cannot be corrected")
+                measurers[key] = FrameMeasurer(path, finding.frame_number)
+            return recompute(measurers[key], finding, points)
+
+        return correct
+
+    @app.post("/study/<path:study_uid>/recompute")
+    def recompute_preview(study_uid: str):
+        """The values of a corrected region, for the page to show before sign-off (nothing is stored)."""
+        if not csrf_valid(session, request.form.get(FIELD)):
+            abort(403, "the form token is missing or wrong: reload the study page")
+        detail = _detail_or_404(study_uid)
+        history = _history(study_uid, detail)
+        if history is None or request.form.get("version") != history.current_uid:
+            return jsonify(error="the report changed since the page was loaded: reload the study page"), 409
+        finding = next(
+            (f for f in findings_of(reviewable_report(history.current)) if f.id == request.form.get("finding")), None
+        )
+        if finding is None:
+            abort(404, "no such finding in the current version of the report")
+        try:
+            correction = _corrector(study_uid)(finding, request.form.get("points") or "")
+        except CorrectionError as exc:
+            return jsonify(error=str(exc)), 422
+        return jsonify(
+            finding=finding.id,
+            values=[{"name": n, "value": v, "text": f"{v:.4g}", "unit": u} for n, v, u in correction.values],
+            summary=correction.describe(),
+        )
+
+    @app.post("/study/<path:study_uid>/signoff")
     def signoff(study_uid: str):
         if not csrf_valid(session, request.form.get(FIELD)):
             abort(403, "the form token is missing or wrong (expired session?): reload the study page and sign off again")
         user = current_user()
         with sign_lock:
             detail = _detail_or_404(study_uid)
-            signed = parse_signoff(request.form, detail, user)
             automated = source.automated(study_uid)
-            if automated is None or str(automated.SOPInstanceUID) != signed.automated_sr_uid:
-                raise FormError(409, "the automated SR of this study changed: reload the study page and review again")
-            earlier = source.verified_of(study_uid, signed.automated_sr_uid)
+            if automated is None or request.form.get("automated_sr") != str(automated.SOPInstanceUID):
+                raise FormError(
+                    409,
+                    "the automated SR of this study changed since the page was loaded (re-analysed?); "
+                    "reload the study page and review again",
+                )
+            history = _history(study_uid, detail)
+            if history is None:
+                raise FormError(409, "this study has no automated SR to verify")
+            version = request.form.get("version") or ""
+            if version != history.current_uid:
+                raise FormError(409, stale_message(history, version))
+            current = findings_of(reviewable_report(history.current))
+            signed = parse_signoff(
+                request.form, detail, user, findings=current, version_uid=history.current_uid,
+                correct=_corrector(study_uid),
+            )
             try:
                 document = build_verified_report(
-                    automated, signed, supersedes=earlier, instance_number=len(earlier) + 1
+                    automated, signed, base=history.current, supersedes=history.verified,
+                    instance_number=len(history.verified) + 1,
                 )
             except VerificationError as exc:
                 raise FormError(400, str(exc)) from None
@@ -239,25 +403,43 @@ def create_app(
                 {
                     "study": study_uid,
                     "automated_sr": signed.automated_sr_uid,
+                    "version": signed.base_uid,
                     "verified_sr": published.sop_instance_uid,
                     "reviewer": signed.reviewer,
                     "organisation": signed.organisation,
-                    "login": signed.login,
-                    "accepted": ",".join(d.item_id for d in signed.accepted),
-                    "rejected": ",".join(d.item_id for d in signed.rejected),
+                    "login": signed.login or _ANONYMOUS,
+                    "accepted": ",".join(d.finding_id for d in signed.accepted),
+                    "rejected": ",".join(d.finding_id for d in signed.rejected),
+                    "corrected": ",".join(d.finding_id for d in signed.corrected),
                     "destinations": ",".join(published.destinations),
                     "file": published.path,
                 },
             )
-            items = {item.id: item for item in detail.items}
+            by_id = {f.id: f for f in current}
             for decision in signed.rejected:
                 source.audit(
                     "measurement_rejected",
                     {
                         "study": study_uid,
                         "verified_sr": published.sop_instance_uid,
-                        "measurement": decision.item_id,
-                        "what": items[decision.item_id].describe(),
+                        "finding": decision.finding_id,
+                        "what": by_id[decision.finding_id].describe(),
+                        "reason": decision.why,
+                        "reviewer": signed.reviewer,
+                    },
+                )
+            for decision in signed.corrected:
+                assert decision.correction is not None
+                source.audit(
+                    "measurement_corrected",
+                    {
+                        "study": study_uid,
+                        "verified_sr": published.sop_instance_uid,
+                        "finding": decision.finding_id,
+                        "what": by_id[decision.finding_id].label,
+                        "how": decision.correction.how,
+                        "values": decision.correction.describe(),
+                        "points": " ".join(f"{x:.2f},{y:.2f}" for x, y in decision.correction.points),
                         "reviewer": signed.reviewer,
                     },
                 )

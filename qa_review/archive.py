@@ -170,6 +170,11 @@ class ArchiveSource:
     def verified_of(self, study_uid: str, automated_uid: str) -> list[Dataset]:
         return [ds for _, ds in self._verified(study_uid, automated_uid)]
 
+    def image_path(self, study_uid: str, sop_instance_uid: str) -> str | None:
+        """The received image file of an instance of the study (``None`` when not found)."""
+        instance = self.index.instance(sop_instance_uid)
+        return instance.path if instance is not None and instance.study_uid == study_uid else None
+
     def frame_png(self, study_uid: str, sop_instance_uid: str, frame_number: int) -> bytes | None:
         detail = self.study(study_uid)
         if detail is None:

@@ -1,4 +1,4 @@
-"""The study list's filters: study date range, protocol and status."""
+"""The study list's filters: study date range, protocol, status and review state."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from qa_review.forms import FormError
-from qa_review.model import StudyStatus, StudySummary
+from qa_review.model import ReviewState, StudyStatus, StudySummary
 
 __all__ = ["PROTOCOLS", "StudyFilter", "parse_filter"]
 
@@ -26,19 +26,24 @@ class StudyFilter:
         ``nerve`` or ``muscle``.
     status : str
         A :class:`~qa_review.model.StudyStatus` value.
+    review : str
+        A :class:`~qa_review.model.ReviewState` value (automated, verified, corrected).
     """
 
     date_from: str = ""
     date_to: str = ""
     protocol: str = ""
     status: str = ""
+    review: str = ""
 
     @property
     def active(self) -> bool:
-        return any((self.date_from, self.date_to, self.protocol, self.status))
+        return any((self.date_from, self.date_to, self.protocol, self.status, self.review))
 
     def matches(self, study: StudySummary) -> bool:
         if self.status and study.status.value != self.status:
+            return False
+        if self.review and study.review.value != self.review:
             return False
         if self.protocol and self.protocol not in study.protocols:
             return False
@@ -76,9 +81,13 @@ def parse_filter(args: Mapping[str, str]) -> StudyFilter:
         raise FormError(400, f"unknown protocol {protocol[:20]!r} (use {' or '.join(PROTOCOLS)})")
     if status and status not in {s.value for s in StudyStatus}:
         raise FormError(400, f"unknown status {status[:20]!r}")
+    review = (args.get("review") or "").strip()
+    if review and review not in {s.value for s in ReviewState}:
+        raise FormError(400, f"unknown review state {review[:20]!r} (use automated, verified or corrected)")
     return StudyFilter(
         date_from=_date((args.get("date_from") or "").strip(), "'from' date"),
         date_to=_date((args.get("date_to") or "").strip(), "'to' date"),
         protocol=protocol,
         status=status,
+        review=review,
     )

@@ -6,18 +6,32 @@ import enum
 from dataclasses import dataclass
 
 __all__ = [
+    "REJECT_REASONS",
+    "Correction",
     "Decision",
+    "Finding",
+    "FindingDecision",
     "FrameInfo",
     "FrameView",
-    "MeasurementDecision",
     "Overlay",
     "ReviewItem",
     "SignOff",
     "StudyDetail",
     "StudyStatus",
     "StudySummary",
+    "ReviewState",
     "VerifiedReport",
 ]
+
+#: The short list a reject reason is chosen from (free text may add to it).
+REJECT_REASONS = (
+    "wrong structure",
+    "contour or caliper misplaced",
+    "image quality too poor to measure",
+    "artefact or annotation measured",
+    "wrong side or site",
+    "other",
+)
 
 
 class StudyStatus(str, enum.Enum):
@@ -30,11 +44,20 @@ class StudyStatus(str, enum.Enum):
     VERIFIED = "verified"  # a person signed off the current automated SR
 
 
+class ReviewState(str, enum.Enum):
+    """Where a study stands with its reviewers (the list's second status)."""
+
+    AUTOMATED = "automated"  # nobody signed the current automated SR off
+    VERIFIED = "verified"  # signed off, no finding corrected
+    CORRECTED = "corrected"  # signed off with at least one finding corrected
+
+
 class Decision(str, enum.Enum):
-    """A reviewer's decision on one measurement."""
+    """A reviewer's decision on one finding (or, in older forms, one measurement)."""
 
     ACCEPT = "accept"
     REJECT = "reject"
+    CORRECT = "correct"
 
 
 @dataclass(frozen=True)
@@ -114,6 +137,62 @@ class ReviewItem:
 
 
 @dataclass(frozen=True)
+class Finding:
+    """One reviewable finding: a measurement group (a nerve contour, a caliper, an ROI).
+
+    The reviewer decides per finding, not per derived value: the area,
+    perimeter, axes and echogenicity of one contour stand or fall together.
+
+    Attributes
+    ----------
+    id : str
+        ``g<group>`` (1-based, document order of the document under review).
+    label : str
+        The group's Tracking Identifier (what and where).
+    tracking_uid : str
+        The group's Tracking Unique Identifier (stable across report versions).
+    kind : str
+        ``"contour"``, ``"caliper"``, ``"roi"`` (correctable) or ``"values"``.
+    points : tuple of (float, float)
+        The region drawn (DICOM SCOORD, (column, row)); empty for ``"values"``.
+    items : tuple of ReviewItem
+        The values derived from it.
+    sop_instance_uid : str
+        The source image.
+    frame_number : int
+        1-based frame.
+    site, laterality : str
+        Finding site and side (meanings).
+    corrected_by : str
+        Who corrected it in an earlier sign-off (empty when never corrected).
+    """
+
+    id: str
+    label: str
+    tracking_uid: str
+    kind: str
+    points: tuple[tuple[float, float], ...]
+    items: tuple[ReviewItem, ...]
+    sop_instance_uid: str = ""
+    frame_number: int = 1
+    site: str = ""
+    laterality: str = ""
+    corrected_by: str = ""
+
+    @property
+    def correctable(self) -> bool:
+        """Whether the reviewer can redraw or move it (a contour, caliper or ROI with its points)."""
+        return self.kind in ("contour", "caliper", "roi") and len(self.points) >= 2
+
+    def describe(self) -> str:
+        """One line naming the finding and its values."""
+        values = ", ".join(
+            f"{i.name} {i.value_text} {i.unit_text}".strip() for i in self.items if i.value is not None
+        )
+        return f"{self.label}: {values}" if values else self.label
+
+
+@dataclass(frozen=True)
 class FrameInfo:
     """Details of one analysed frame that are not in the SR.
 
@@ -153,6 +232,8 @@ class FrameView:
     overlays: tuple[Overlay, ...]
     info: FrameInfo
     notes: tuple[str, ...] = ()
+    findings: tuple[Finding, ...] = ()
+    number_of_frames: int = 1
 
     @property
     def key(self) -> str:
@@ -171,6 +252,7 @@ class VerifiedReport:
     predecessors: tuple[str, ...]
     path: str
     delivery: str = ""
+    sort_key: str = ""
 
 
 @dataclass(frozen=True)
@@ -186,6 +268,17 @@ class StudySummary:
     measurements: int = 0
     automated_sr_uid: str = ""
     detail: str = ""
+    patient_name: str = ""
+    structures: tuple[str, ...] = ()
+    flags: int | None = None
+    findings: int = 0
+    review: ReviewState = ReviewState.AUTOMATED
+
+    @property
+    def patient_name_text(self) -> str:
+        """The patient name as people write it (``Family, Given``)."""
+        parts = [p for p in self.patient_name.split("^") if p]
+        return ", ".join(parts[:2]) + (" " + " ".join(parts[2:]) if len(parts) > 2 else "")
 
     @property
     def study_date_iso(self) -> str:
@@ -211,32 +304,101 @@ class StudyDetail:
     def items(self) -> tuple[ReviewItem, ...]:
         return tuple(item for frame in self.frames for item in frame.items)
 
+    @property
+    def findings(self) -> tuple[Finding, ...]:
+        return tuple(finding for frame in self.frames for finding in frame.findings)
+
 
 @dataclass(frozen=True)
-class MeasurementDecision:
-    """The reviewer's decision on one measurement, with an optional comment."""
+class Correction:
+    """A finding the reviewer redrew or moved, with the values recomputed from it.
 
-    item_id: str
+    Attributes
+    ----------
+    points : tuple of (float, float)
+        The new region, DICOM SCOORD (column, row) as drawn in the browser.
+    values : tuple of (str, float, str)
+        (measurement name as :attr:`ReviewItem.name`, new value, UCUM unit).
+    replaced : tuple of (str, float or None, str)
+        The values of the finding before the correction (name, value, unit).
+    how : str
+        What the reviewer did ("contour redrawn", "caliper ends moved", "ROI moved").
+    """
+
+    points: tuple[tuple[float, float], ...]
+    values: tuple[tuple[str, float, str], ...]
+    replaced: tuple[tuple[str, float | None, str], ...] = ()
+    how: str = ""
+
+    def describe(self) -> str:
+        """``Area 6.873 mm2 -> 5.2 mm2, ...``."""
+        before = {name: (value, unit) for name, value, unit in self.replaced}
+        parts = []
+        for name, value, unit in self.values:
+            old = before.get(name, (None, unit))[0]
+            old_text = "none" if old is None else f"{old:.4g}"
+            parts.append(f"{name} {old_text} -> {value:.4g} {unit if unit != '1' else ''}".strip())
+        return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class FindingDecision:
+    """The reviewer's decision on one finding.
+
+    Attributes
+    ----------
+    finding_id : str
+        ``g<n>`` of the document under review.
+    decision : Decision
+        accept, reject or correct.
+    reason : str
+        For a rejection: one of :data:`REJECT_REASONS`.
+    comment : str
+        Free text.
+    correction : Correction or None
+        For ``correct``: the new region and values.
+    """
+
+    finding_id: str
     decision: Decision
+    reason: str = ""
     comment: str = ""
+    correction: Correction | None = None
+
+    @property
+    def why(self) -> str:
+        """Reason and comment as one phrase."""
+        return "; ".join(p for p in (self.reason, self.comment) if p) or "no reason given"
 
 
 @dataclass(frozen=True)
 class SignOff:
-    """A checked sign-off: who verified what."""
+    """A checked sign-off: who verified which version, and what they decided per finding.
+
+    Attributes
+    ----------
+    base_uid : str
+        The document version the form was made on: the latest verified SR of
+        the automated SR, or the automated SR when none was signed yet.
+    """
 
     study_uid: str
     automated_sr_uid: str
     reviewer: str
     organisation: str
     comment: str
-    decisions: tuple[MeasurementDecision, ...]
+    decisions: tuple[FindingDecision, ...]
     login: str = ""
+    base_uid: str = ""
 
     @property
-    def rejected(self) -> tuple[MeasurementDecision, ...]:
+    def rejected(self) -> tuple[FindingDecision, ...]:
         return tuple(d for d in self.decisions if d.decision is Decision.REJECT)
 
     @property
-    def accepted(self) -> tuple[MeasurementDecision, ...]:
+    def accepted(self) -> tuple[FindingDecision, ...]:
         return tuple(d for d in self.decisions if d.decision is Decision.ACCEPT)
+
+    @property
+    def corrected(self) -> tuple[FindingDecision, ...]:
+        return tuple(d for d in self.decisions if d.decision is Decision.CORRECT)

@@ -158,6 +158,7 @@ class OutDirSource:
                     reviewable,
                     extra_protocols=side.protocols.get(study_uid, ()),
                     detail="; ".join(errors[:2]) if not automated_uid else "",
+                    flags=side.study_flags(study_uid),
                 )
             )
         return rows
@@ -174,6 +175,11 @@ class OutDirSource:
             self.out_dir.parent / given,
         ]
         return next((c for c in candidates if c.is_file()), None)
+
+    def image_path(self, study_uid: str, sop_instance_uid: str) -> str | None:
+        """The source image file of an analysed instance (``None`` when not found)."""
+        path = self._source_path(sop_instance_uid, self._side())
+        return str(path) if path is not None else None
 
     def _frame_info(self, sop_instance_uid: str, frame: int, side: Sidecar) -> FrameInfo:
         table = side.frames.get((sop_instance_uid, frame))
@@ -203,6 +209,7 @@ class OutDirSource:
             self._status(automated_uid, verified),
             reviewable,
             extra_protocols=side.protocols.get(study_uid, ()),
+            flags=side.study_flags(study_uid),
         )
         if reviewable is None:
             return StudyDetail(summary, "", "", "", (), errors=errors)

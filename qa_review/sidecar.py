@@ -24,6 +24,8 @@ __all__ = ["Sidecar", "load_sidecar"]
 logger = logging.getLogger(__name__)
 
 _LATERALITY = {"R": "Right", "L": "Left", "B": "Right and left"}
+#: ``flag`` values of measurements outside their reference (CONTRACT.md section 2).
+_ABNORMAL = frozenset({"enlarged", "reduced", "increased", "decreased"})
 
 
 @dataclass(frozen=True)
@@ -36,12 +38,21 @@ class Sidecar:
     sources : mapping of SOP Instance UID to source file (as written)
     protocols : mapping of Study Instance UID to protocol names
     study_errors : mapping of Study Instance UID to error lines (``errors.csv``)
+    flags : mapping of Study Instance UID to the number of measurements flagged
+        outside their reference (``flag`` enlarged, reduced, increased,
+        decreased); empty when the table has no ``flag`` column
     """
 
     frames: Mapping[tuple[str, int], FrameInfo] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict)
     protocols: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     study_errors: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    flags: Mapping[str, int] = field(default_factory=dict)
+    has_flags: bool = False
+
+    def study_flags(self, study_uid: str) -> int | None:
+        """Flagged measurements of a study; ``None`` when the table records no flags at all."""
+        return self.flags.get(study_uid, 0) if self.has_flags else None
 
 
 def _float(value: object) -> float | None:
@@ -123,7 +134,12 @@ def load_sidecar(out_dir: str | Path) -> Sidecar:
     by_frame: dict[tuple[str, int], list[Mapping[str, object]]] = defaultdict(list)
     sources: dict[str, str] = {}
     protocols: dict[str, list[str]] = defaultdict(list)
-    for row in _read_rows(out):
+    flags: dict[str, int] = defaultdict(int)
+    rows = _read_rows(out)
+    has_flags = any("flag" in row for row in rows)
+    for row in rows:
+        if str(row.get("flag") or "").strip().lower() in _ABNORMAL and row.get("study_uid"):
+            flags[str(row["study_uid"])] += 1
         sop = str(row.get("sop_instance_uid") or "")
         if not sop or row.get("frame") in (None, ""):
             continue
@@ -144,4 +160,6 @@ def load_sidecar(out_dir: str | Path) -> Sidecar:
         sources=sources,
         protocols={k: tuple(v) for k, v in protocols.items()},
         study_errors={k: tuple(v) for k, v in errors.items()},
+        flags=dict(flags),
+        has_flags=has_flags,
     )

@@ -54,6 +54,9 @@ class ReviewSource(Protocol):
     def frame_png(self, study_uid: str, sop_instance_uid: str, frame_number: int) -> bytes | None:
         """The overlay of one analysed frame of the study; ``None`` when it is not one."""
 
+    def image_path(self, study_uid: str, sop_instance_uid: str) -> str | None:
+        """The source image file of an instance of the study (``None`` when not known)."""
+
     def publish(self, study_uid: str, document: Dataset, automated_uid: str) -> Published:
         """Store a verified SR of ``automated_uid`` and send it wherever results go."""
 

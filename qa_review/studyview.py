@@ -15,10 +15,20 @@ from pathlib import Path
 from pydicom.dataset import Dataset
 
 from pipeline.sr.reader import MeasurementGroup, MeasurementReport
+from qa_review.findings import findings_of
 from qa_review.items import ReviewableReport, frame_of, group_overlays
 from qa_review.model import FrameInfo, FrameView, Overlay, ReviewItem, StudyStatus, StudySummary, VerifiedReport
 
-__all__ = ["frame_views", "merge_info", "protocols_of", "study_summary", "verified_report"]
+__all__ = [
+    "frame_views",
+    "laterality_pairs",
+    "merge_info",
+    "protocols_of",
+    "readable_name",
+    "structures_of",
+    "study_summary",
+    "verified_report",
+]
 
 _PROTOCOL_OF_FINDING = {("SCT", "84782009"): "nerve", ("SCT", "91728009"): "nerve", ("SCT", "127954009"): "muscle"}
 
@@ -36,6 +46,22 @@ def protocols_of(report: MeasurementReport, extra: Sequence[str] = ()) -> tuple[
     return tuple(found)
 
 
+def structures_of(reviewable: ReviewableReport) -> tuple[str, ...]:
+    """The measured structures with their side ("right median nerve"), in document order."""
+    found: list[str] = []
+    for group in reviewable.report.groups:
+        if not group.measurements:
+            continue
+        site = group.finding_sites[0] if group.finding_sites else None
+        if site is None:
+            continue
+        side = str(site.laterality).lower() if site.laterality is not None else ""
+        name = f"{side} {site.site}".strip()
+        if name not in found:
+            found.append(name)
+    return tuple(found)
+
+
 def study_summary(
     study_uid: str,
     status: StudyStatus,
@@ -44,8 +70,13 @@ def study_summary(
     extra_protocols: Sequence[str] = (),
     detail: str = "",
     header: Dataset | None = None,
+    flags: int | None = None,
 ) -> StudySummary:
-    """The list row of a study (``reviewable`` is its automated SR, if any)."""
+    """The list row of a study (``reviewable`` is its automated SR, if any).
+
+    ``flags`` is the number of measurements flagged outside their reference
+    (``None`` when the results record no reference flags).
+    """
     source = reviewable.dataset if reviewable is not None else header
     return StudySummary(
         study_uid=study_uid,
@@ -57,6 +88,10 @@ def study_summary(
         measurements=len(reviewable.items) if reviewable is not None else 0,
         automated_sr_uid=str(reviewable.dataset.SOPInstanceUID) if reviewable is not None else "",
         detail=detail,
+        patient_name=str(source.get("PatientName", "") or "") if source is not None else "",
+        structures=structures_of(reviewable) if reviewable is not None else (),
+        flags=flags,
+        findings=len(findings_of(reviewable)) if reviewable is not None else 0,
     )
 
 
@@ -79,7 +114,21 @@ def verified_report(dataset: Dataset, path: str, delivery: str = "") -> Verified
         predecessors=predecessors,
         path=path,
         delivery=delivery,
+        sort_key=f"{when}{int(dataset.get('InstanceNumber', 0) or 0):06d}",
     )
+
+
+def readable_name(info: FrameInfo, sop_instance_uid: str) -> str:
+    """A name a person recognises: the source file name, unless it is only a UID (a node's
+    inbox names files by SOP Instance UID); then the series description; else the UID."""
+    name = Path(info.source_file).name if info.source_file else ""
+    stem = name.removesuffix(".dcm")
+    uid_like = not stem or all(c.isdigit() or c in "._-" for c in stem) or sop_instance_uid in stem
+    if name and not uid_like:
+        return name
+    if info.series_description:
+        return info.series_description
+    return name or sop_instance_uid
 
 
 def merge_info(*infos: FrameInfo | None, laterality: str = "") -> FrameInfo:
@@ -138,11 +187,12 @@ def frame_views(
         site = group.finding_sites[0] if group.finding_sites else None
         if site is not None and site.laterality is not None:
             sides.setdefault(key, str(site.laterality))
+    findings = findings_of(reviewable)
     views = []
     for key in order:
         sop, frame = key
         info = merge_info(info_for(sop, frame), laterality=sides.get(key, ""))
-        name = Path(info.source_file).name if info.source_file else sop
+        name = readable_name(info, sop)
         views.append(
             FrameView(
                 sop_instance_uid=sop,
@@ -152,6 +202,18 @@ def frame_views(
                 overlays=tuple(overlays[key]),
                 info=info,
                 notes=tuple(notes[key]),
+                findings=tuple(f for f in findings if (f.sop_instance_uid, f.frame_number) == key),
             )
         )
     return tuple(views)
+
+
+def laterality_pairs(frames: Sequence[FrameView]) -> tuple[tuple[str, FrameView, FrameView], ...]:
+    """(site, left frame, right frame) for each structure measured on both sides (first frame of each)."""
+    by_site: dict[str, dict[str, FrameView]] = {}
+    for frame in frames:
+        for item in frame.items:
+            side = item.laterality.lower()
+            if side in ("left", "right") and item.site:
+                by_site.setdefault(item.site, {}).setdefault(side, frame)
+    return tuple((site, sides["left"], sides["right"]) for site, sides in by_site.items() if len(sides) == 2)

@@ -1,23 +1,30 @@
-"""The verified SR: the automated SR as the reviewer signed it off.
+"""The verified SR: the document under review as the reviewer signed it off.
 
-:func:`build_verified_report` copies the automated document and
+:func:`build_verified_report` copies the *base* document (the latest verified
+SR of the automated SR, or the automated SR itself when nobody signed it off
+yet: a later verification starts from the latest verified state) and applies
+one decision per finding (measurement group):
 
-- keeps the accepted measurements only: a rejected NUM item is removed from
-  its group, a group whose measurements were all rejected is removed whole
-  (and the Imaging Measurements container when nothing is left in it);
-- lists each rejected measurement (what, value, group, the reviewer's
-  comment) as a TEXT item under Qualitative Evaluations (TID 1500 row 12),
-  and the reviewer's comments likewise;
-- sets Verification Flag VERIFIED with the Verifying Observer Sequence (name,
-  organisation, date/time), Completion Flag COMPLETE, Preliminary Flag FINAL,
-  a new SOP Instance UID in a new series, new content date/time, and
-  Predecessor Documents pointing to the automated SR (and to earlier
-  sign-offs of it, which this one supersedes).
+- accept: the group stays as it is;
+- reject: the group is removed whole (and the Imaging Measurements container
+  when nothing is left in it); a TEXT item under Qualitative Evaluations (TID
+  1500 row 12) names it, its values, who rejected it and why;
+- correct: the group's Image Region SCOORD gets the region the reviewer drew
+  and each NUM item the value recomputed from it (:mod:`qa_review.corrections`);
+  the group gets a person observer context (TID 1002 / TID 1003: Observer
+  Type Person, Person Observer Name, organisation) by HAS OBS CONTEXT, and a
+  TEXT item (local code CORRECTED) naming who corrected it and the automated
+  values it replaced; the same line goes under Qualitative Evaluations.
 
-DICOM permits VERIFIED only with COMPLETE (PS3.3 C.17.2). The reviewer signs
-the document as it stands. When the automated SR was PARTIAL (images not
-measured), its TEXT items naming those images stay under Qualitative
-Evaluations, and the Completion Flag Description says so.
+The document then gets Verification Flag VERIFIED with the Verifying Observer
+Sequence (name, organisation, date/time), Completion Flag COMPLETE,
+Preliminary Flag FINAL, a new SOP Instance UID in a new series, new content
+date/time, and Predecessor Documents pointing to the automated SR and every
+earlier verified SR of it (which this one supersedes).
+
+DICOM permits VERIFIED only with COMPLETE (PS3.3 C.17.2). When the automated
+SR was PARTIAL (images not measured), its TEXT items naming those images stay
+under Qualitative Evaluations, and the Completion Flag Description says so.
 """
 
 from __future__ import annotations
@@ -30,11 +37,13 @@ import highdicom as hd
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import generate_uid
+from pydicom.valuerep import DSfloat
 
 from pipeline.sr.reader import CodedValue
 from qa_review import codes
-from qa_review.items import ReviewableReport, reviewable_report
-from qa_review.model import Decision, SignOff
+from qa_review.findings import findings_of
+from qa_review.items import GroupSlot, ReviewableReport, reviewable_report
+from qa_review.model import FindingDecision, SignOff
 
 __all__ = [
     "PARTIAL_NOTE",
@@ -42,6 +51,8 @@ __all__ = [
     "VERIFIED_SERIES_NUMBER",
     "VerificationError",
     "build_verified_report",
+    "corrected_note",
+    "rejected_note",
 ]
 
 VERIFIED_SERIES_NUMBER = 902
@@ -50,6 +61,11 @@ SERIES_DESCRIPTION = "mskus measurements (verified)"
 PARTIAL_NOTE = "verified as is; unmeasured images: see Qualitative Evaluations"
 _IMAGING_MEASUREMENTS = ("DCM", "126010")
 _QUALITATIVE = ("UMLS", "C0034375")
+_IMAGE_REGION = ("DCM", "111030")
+_PERSON_CONTEXT = {
+    (c.scheme_designator, c.value)
+    for c in (codes.OBSERVER_TYPE, codes.PERSON_OBSERVER_NAME, codes.PERSON_OBSERVER_ORGANIZATION)
+}
 
 
 class VerificationError(ValueError):
@@ -69,32 +85,106 @@ def _remove(parent: MutableSequence[Dataset], item: Dataset) -> None:
     del parent[index]
 
 
+def rejected_note(reviewer: str, what: str, decision: FindingDecision) -> str:
+    """The Qualitative Evaluations line of a rejected finding."""
+    return f"rejected by {reviewer}: {what}; reason: {decision.why}"
+
+
+def corrected_note(reviewer: str, label: str, decision: FindingDecision) -> str:
+    """The line (group and Qualitative Evaluations) of a corrected finding: who, how, old and new values."""
+    correction = decision.correction
+    assert correction is not None
+    text = f"{codes.CORRECTED_BY_PREFIX}{reviewer}: {label}: {correction.how}; {correction.describe()}"
+    if decision.comment:
+        text += f"; comment: {decision.comment}"
+    return text
+
+
 def _check_decisions(reviewable: ReviewableReport, signoff: SignOff) -> None:
-    ids = [d.item_id for d in signoff.decisions]
-    known = {item.id for item in reviewable.items}
+    ids = [d.finding_id for d in signoff.decisions]
+    known = {f.id for f in findings_of(reviewable)}
     if len(set(ids)) != len(ids):
-        raise VerificationError("a measurement has more than one decision")
+        raise VerificationError("a finding has more than one decision")
     unknown = sorted(set(ids) - known)
     if unknown:
-        raise VerificationError(f"measurement {unknown[0]} is not in the automated SR")
+        raise VerificationError(f"finding {unknown[0]} is not in the document under review")
     missing = sorted(known - set(ids))
     if missing:
-        raise VerificationError(f"no decision for measurement {missing[0]}")
+        raise VerificationError(f"no decision for finding {missing[0]}")
+
+
+def _group_index(finding_id: str) -> int:
+    return int(finding_id[1:]) - 1
+
+
+def _set_number(item: Dataset, value: float) -> None:
+    measured = item.MeasuredValueSequence[0]
+    measured.NumericValue = DSfloat(float(value), auto_format=True)
+    if "FloatingPointValue" in measured:
+        measured.FloatingPointValue = float(value)
+
+
+def _set_region(slot: GroupSlot, points: Sequence[tuple[float, float]], closed: bool) -> None:
+    region = next(
+        (i for i in slot.group.get("ContentSequence") or [] if i.get("ValueType") in ("SCOORD", "SCOORD3D")
+         and _key(i) == _IMAGE_REGION),
+        None,
+    )
+    if region is None or region.get("ValueType") != "SCOORD":
+        raise VerificationError("the corrected finding has no 2D image region to replace")
+    pts = [*points, points[0]] if closed and points[0] != points[-1] else list(points)
+    region.GraphicType = "POLYLINE"
+    region.GraphicData = [float(v) for p in pts for v in p]
+
+
+def _observer_context(reviewer: str, organisation: str) -> list[Dataset]:
+    has_obs = hd.sr.RelationshipTypeValues.HAS_OBS_CONTEXT
+    items: list[Dataset] = [
+        hd.sr.CodeContentItem(name=codes.OBSERVER_TYPE, value=codes.PERSON, relationship_type=has_obs),
+        hd.sr.PnameContentItem(name=codes.PERSON_OBSERVER_NAME, value=reviewer, relationship_type=has_obs),
+    ]
+    if organisation:
+        items.append(
+            hd.sr.TextContentItem(name=codes.PERSON_OBSERVER_ORGANIZATION, value=organisation, relationship_type=has_obs)
+        )
+    return items
+
+
+def _apply_correction(
+    reviewable: ReviewableReport, decision: FindingDecision, signoff: SignOff, label: str, kind: str
+) -> None:
+    correction = decision.correction
+    if correction is None:
+        raise VerificationError(f"finding {decision.finding_id}: a correction needs the corrected region")
+    index = _group_index(decision.finding_id)
+    slot = reviewable.slots[index]
+    names = [m.label for m in reviewable.report.groups[index].measurements]
+    new = {name: value for name, value, _ in correction.values}
+    if set(names) - set(new):
+        raise VerificationError(f"finding {decision.finding_id}: the correction lacks {sorted(set(names) - set(new))[0]}")
+    for name, (_, item) in zip(names, slot.measurements, strict=True):
+        _set_number(item, new[name])
+    _set_region(slot, correction.points, closed=kind != "caliper")
+    content = slot.group.ContentSequence
+    for item in [i for i in content if _key(i) in _PERSON_CONTEXT]:  # an earlier corrector's context
+        _remove(content, item)
+    # Observer context first among the group's own items, after the tracking identifiers (TID 1410 rows 2-3).
+    at = next((i for i, item in enumerate(content) if item.get("RelationshipType") != "HAS OBS CONTEXT"), len(content))
+    for offset, item in enumerate(_observer_context(signoff.reviewer, signoff.organisation)):
+        content.insert(at + offset, item)
+    content.append(
+        hd.sr.TextContentItem(
+            name=codes.CORRECTED_MEASUREMENT,
+            value=corrected_note(signoff.reviewer, label, decision),
+            relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
+        )
+    )
 
 
 def _drop_rejected(reviewable: ReviewableReport, signoff: SignOff) -> None:
-    rejected: dict[int, set[int]] = {}
     for decision in signoff.rejected:
-        group, measurement = reviewable.location(decision.item_id)
-        rejected.setdefault(group, set()).add(measurement)
-    for group_index, measurements in rejected.items():
-        slot = reviewable.slots[group_index]
-        if len(measurements) == len(slot.measurements):
-            _remove(slot.parent, slot.group)
-            continue
-        for index in sorted(measurements, reverse=True):
-            parent, item = slot.measurements[index]
-            _remove(parent, item)
+        slot = reviewable.slots[_group_index(decision.finding_id)]
+        _remove(slot.parent, slot.group)
 
 
 def _drop_empty_measurements_container(document: Dataset) -> None:
@@ -109,15 +199,16 @@ def _text(name, value: str) -> Dataset:
 
 
 def _evaluation_texts(reviewable: ReviewableReport, signoff: SignOff) -> list[Dataset]:
+    findings = {f.id: f for f in findings_of(reviewable)}
     texts = []
     for decision in signoff.decisions:
-        item = reviewable.item(decision.item_id)
-        assert item is not None
-        if decision.decision is Decision.REJECT:
-            why = decision.comment or "no comment"
-            texts.append(_text(codes.REJECTED_MEASUREMENT, f"rejected: {item.describe()}; comment: {why}"))
+        finding = findings[decision.finding_id]
+        if decision.decision.value == "reject":
+            texts.append(_text(codes.REJECTED_MEASUREMENT, rejected_note(signoff.reviewer, finding.describe(), decision)))
+        elif decision.decision.value == "correct":
+            texts.append(_text(codes.CORRECTED_MEASUREMENT, corrected_note(signoff.reviewer, finding.label, decision)))
         elif decision.comment:
-            texts.append(_text(codes.COMMENT, f"accepted: {item.describe()}; comment: {decision.comment}"))
+            texts.append(_text(codes.COMMENT, f"accepted by {signoff.reviewer}: {finding.label}; comment: {decision.comment}"))
     if signoff.comment:
         texts.append(_text(codes.COMMENT, signoff.comment))
     return texts
@@ -141,7 +232,11 @@ def _add_evaluations(document: Dataset, texts: Sequence[Dataset]) -> None:
 
 def _predecessors(study_uid: str, documents: Sequence[Dataset]) -> DicomSequence:
     series: dict[str, list[Dataset]] = {}
+    seen: set[str] = set()
     for doc in documents:
+        if str(doc.SOPInstanceUID) in seen:
+            continue
+        seen.add(str(doc.SOPInstanceUID))
         ref = Dataset()
         ref.ReferencedSOPClassUID = doc.SOPClassUID
         ref.ReferencedSOPInstanceUID = doc.SOPInstanceUID
@@ -169,21 +264,25 @@ def build_verified_report(
     automated: Dataset,
     signoff: SignOff,
     *,
+    base: Dataset | None = None,
     supersedes: Sequence[Dataset] = (),
     now: dt.datetime | None = None,
     sop_instance_uid: str | None = None,
     series_instance_uid: str | None = None,
     instance_number: int = 1,
 ) -> Dataset:
-    """The verified SR for ``signoff`` of the ``automated`` SR.
+    """The verified SR for ``signoff``.
 
     Parameters
     ----------
     automated : Dataset
-        The automated (UNVERIFIED) SR document the reviewer saw; not changed.
+        The automated (UNVERIFIED) SR document; not changed.
     signoff : SignOff
-        Reviewer, organisation, comment and one decision per measurement
-        (ids of :func:`qa_review.items.reviewable_report` on ``automated``).
+        Reviewer, organisation, comment and one decision per finding (ids of
+        :func:`qa_review.findings.findings_of` on ``base``).
+    base : Dataset, optional
+        The document the reviewer saw: the latest verified SR of
+        ``automated`` (default: ``automated`` itself); not changed.
     supersedes : sequence of Dataset
         Earlier verified documents of the same automated SR; listed as
         predecessors with it.
@@ -202,22 +301,32 @@ def build_verified_report(
     Raises
     ------
     VerificationError
-        The decisions do not cover exactly the document's measurements, or
-        the sign-off is for another document or study.
+        The decisions do not cover exactly the findings of ``base``, the
+        sign-off is for another document, version or study, or a
+        correction does not fit its finding.
     """
+    base = automated if base is None else base
     if str(automated.get("SOPInstanceUID", "")) != signoff.automated_sr_uid:
         raise VerificationError("the sign-off is for another SR document")
+    if signoff.base_uid and str(base.get("SOPInstanceUID", "")) != signoff.base_uid:
+        raise VerificationError("the sign-off was made on another version of the report")
     if str(automated.get("StudyInstanceUID", "")) != signoff.study_uid:
         raise VerificationError("the sign-off is for another study")
     if not signoff.reviewer.strip():
         raise VerificationError("a reviewer name is required")
     if not signoff.organisation.strip():
         raise VerificationError("an organisation is required")
-    document = copy.deepcopy(automated)
+    document = copy.deepcopy(base)
     document.decode()  # every text as str, so the character set may change below
     reviewable = reviewable_report(document)
     _check_decisions(reviewable, signoff)
     texts = _evaluation_texts(reviewable, signoff)
+    findings = {f.id: f for f in findings_of(reviewable)}
+    for decision in signoff.corrected:
+        finding = findings[decision.finding_id]
+        if not finding.correctable:
+            raise VerificationError(f"finding {finding.id} has no region that can be corrected")
+        _apply_correction(reviewable, decision, signoff, finding.label, finding.kind)
     _drop_rejected(reviewable, signoff)
     _drop_empty_measurements_container(document)
     _add_evaluations(document, texts)

@@ -21,12 +21,12 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
 from pipeline.batch import BatchOptions, run_batch
-from pipeline.batch.discovery import InputFile, walk_inputs
+from pipeline.inputs import InputFile, walk_inputs
 from pipeline.batch.progress import BatchProgress
 from pipeline.batch.pseudonym import Pseudonymizer
 from pipeline.batch.tables import ERROR_COLUMNS, MEASUREMENT_COLUMNS, SUMMARY_COLUMNS, ErrorRow
 from pipeline.errors import UsageError
-from pipeline.segmentation.learned_nerve import DEFAULT_MODEL_PATH
+from pipeline.segmentation.nerve_model import DEFAULT_MODEL_PATH
 from pipeline.sr.reader import read_measurement_report
 from tests.conftest import SAMPLE_DATA
 

@@ -94,8 +94,11 @@ def test_analyze_sample_data_prints_a_table_with_every_structure(tmp_path):
     assert any("thickness" in line and "bone" not in line for line in lines)
     assert any("refused: no ultrasound calibration" in line for line in lines)
     assert any("calibrated from Pixel Spacing" in line for line in lines)
-    overlays = sorted(out.glob("*.png"))
+    overlays = sorted(out.glob("overlays/*/*.png"))
     assert len(overlays) == 9 + 10  # one per analysed frame (the cine has 10)
+    # The batch layout (CONTRACT.md section 2): one SR per study, the tables beside them.
+    assert {p.name for p in out.glob("*.csv")} >= {"measurements.csv", "errors.csv"}
+    assert len(list(out.glob("SR_*.dcm"))) == 3
 
 
 # --------------------------------------------------------------------------------------
@@ -103,13 +106,20 @@ def test_analyze_sample_data_prints_a_table_with_every_structure(tmp_path):
 # --------------------------------------------------------------------------------------
 
 
-def test_display_names_keep_the_folders_that_tell_inputs_apart(tmp_path):
-    from mskus.commands.analyze import display_names, overlay_stem
+def test_inputs_are_named_by_the_folders_that_tell_them_apart(tmp_path):
+    from pipeline.inputs import InputFile, walk_inputs
 
     a, b = tmp_path / "site_a" / "IM_0001.dcm", tmp_path / "site_b" / "IM_0001.dcm"
-    assert display_names([a, b]) == {a: "site_a/IM_0001.dcm", b: "site_b/IM_0001.dcm"}
-    assert display_names([a, tmp_path / "site_a" / "IM_0002.dcm"])[a] == "IM_0001.dcm"
-    assert overlay_stem("site_a/IM_0001.dcm") == "site_a/IM_0001"
+    for path in (a, b, tmp_path / "site_a" / "IM_0002.dcm"):
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"x")
+
+    def names(paths):
+        return [f.rel for f in walk_inputs(paths) if isinstance(f, InputFile)]
+
+    assert names([a, b]) == ["site_a/IM_0001.dcm", "site_b/IM_0001.dcm"]
+    assert names([a, tmp_path / "site_a" / "IM_0002.dcm"]) == ["IM_0001.dcm", "IM_0002.dcm"]
+    assert names([tmp_path]) == ["site_a/IM_0001.dcm", "site_a/IM_0002.dcm", "site_b/IM_0001.dcm"]
 
 
 def test_same_file_name_in_two_folders_keeps_both_overlays_and_rows(tmp_path):
@@ -121,8 +131,7 @@ def test_same_file_name_in_two_folders_keeps_both_overlays_and_rows(tmp_path):
     assert result.returncode == 0, result.stderr
     first_cells = {line.split()[0] for line in result.stdout.splitlines()[1:]}
     assert first_cells == {"a/IM_0001.dcm", "b/IM_0001.dcm"}
-    nerve, muscle = out / "a" / "IM_0001_frame0001.png", out / "b" / "IM_0001_frame0001.png"
-    assert nerve.is_file() and muscle.is_file()
+    nerve, muscle = sorted(out.glob("overlays/*/*_frame0001.png"))
     assert nerve.read_bytes() != muscle.read_bytes()
     from pipeline.sr import read_measurement_report
 
@@ -160,7 +169,6 @@ def test_rerun_on_unchanged_inputs_keeps_the_report(tmp_path):
 
     import pydicom
 
-    from pipeline.reportledger import LEDGER_FILE
     from pipeline.sr import read_measurement_report
 
     source = tmp_path / "in" / "IM_0001.dcm"
@@ -174,12 +182,17 @@ def test_rerun_on_unchanged_inputs_keeps_the_report(tmp_path):
 
     assert run("analyze", str(source), "--out", str(out)).returncode == 0
     first = report_uid()
-    assert (out / LEDGER_FILE).is_file()
     assert run("analyze", str(source), "--out", str(out)).returncode == 0
     assert report_uid() == first  # nothing changed: no superseding report
-    # The input changed (here: its modification time): a new report supersedes the old one.
+    # Touched but not changed: its SHA-256 says it is the same input.
     st = source.stat()
     os.utime(source, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert run("analyze", str(source), "--out", str(out)).returncode == 0
+    assert report_uid() == first
+    # Its content changed: a new report supersedes the old one.
+    ds = pydicom.dcmread(source)
+    ds.ImageComments = "re-exported"
+    ds.save_as(source, enforce_file_format=True)
     assert run("analyze", str(source), "--out", str(out)).returncode == 0
     second = report_uid()
     assert second != first
@@ -188,4 +201,4 @@ def test_rerun_on_unchanged_inputs_keeps_the_report(tmp_path):
     # A report deleted from the folder is written again.
     report.unlink()
     assert run("analyze", str(source), "--out", str(out)).returncode == 0
-    assert report_uid() not in (first, second)
+    assert report_uid() == second  # the same inputs and settings: the same report, written again

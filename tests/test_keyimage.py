@@ -9,7 +9,7 @@ import numpy as np
 import pydicom
 import pytest
 
-from pipeline.analysis import analyze_image
+from tests.analysis_helpers import analyze_image
 from pipeline.keyimage import (
     SECONDARY_CAPTURE_IMAGE_STORAGE,
     KeyImageWriter,

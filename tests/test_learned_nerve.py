@@ -16,10 +16,10 @@ import textwrap
 import numpy as np
 import pytest
 
-from pipeline.analysis import analyze_frame, analyze_image, measurement_rows
+from pipeline.analysis import analyze_frame, measurement_rows
 from pipeline.loading import load_ultrasound
 from pipeline.measurements.nerve import contour_mask
-from pipeline.protocols import Laterality, Protocol, load_protocol_rules
+from pipeline.protocols import Laterality, Protocol
 from pipeline.segmentation import (
     AutoNerveSegmenter,
     ClassicalFallbackSegmenter,
@@ -28,12 +28,14 @@ from pipeline.segmentation import (
     NerveNet,
     NerveSegmentation,
     RimFeatures,
+    factory,
     load_segmentation_config,
     make_segmenter,
 )
-from pipeline.segmentation import factory
-from pipeline.segmentation.learned_nerve import DEFAULT_MODEL_PATH, file_sha256, metadata_path
-from pipeline.sr.content import frame_groups, nerve_algorithm, SourceImage
+from pipeline.segmentation.nerve_model import DEFAULT_MODEL_PATH, file_sha256, metadata_path
+from pipeline.settings import build_analyzer, load_analysis_settings
+from pipeline.sr.content import SourceImage, frame_groups, nerve_algorithm
+from tests.analysis_helpers import analyze_image, shipped_analyzer
 from tests.conftest import REPO, SAMPLE_DATA, TEST_DATA
 
 # Every 5th validation image with its mask (tests/data/usgra-seg/SOURCE.md).
@@ -188,7 +190,7 @@ def test_config_chooses_the_segmenter(tmp_path, monkeypatch):
         load_segmentation_config(bad)
     monkeypatch.setenv(factory.ENV_KIND, "learned")
     assert load_segmentation_config().segmenter == "learned"
-    assert type(factory.default_segmenter()) is LearnedNerveSegmenter
+    assert type(build_analyzer(load_analysis_settings()).segmenter) is LearnedNerveSegmenter
 
 
 def test_sr_names_model_version_and_hash(auto, net):
@@ -210,18 +212,18 @@ def test_pipeline_falls_back_to_classical_without_the_model(tmp_path, monkeypatc
     assert info.name == "mskus-classical-nerve"
     assert any(p.startswith("fallback=auto segmenter unavailable (model file not found") for p in info.parameters)
 
-    # The configured default (no segmenter passed) falls back the same way and measures as before.
+    # The configured default falls back the same way, measures as before, and its results say so.
     monkeypatch.setenv(factory.ENV_KIND, "auto")
     monkeypatch.setenv(factory.ENV_MODEL, str(missing))
     path, truth = nerve_files()[0]
     image = load_ultrasound(path)
-    fallback = analyze_image(image, protocol=Protocol.NERVE)
+    configured = build_analyzer(load_analysis_settings())
+    assert isinstance(configured.segmenter, ClassicalFallbackSegmenter)
+    fallback = configured.analyze(image)
     classical = analyze_image(image, protocol=Protocol.NERVE, segmenter=ClassicalNerveSegmenter())
-    assert isinstance(factory.default_segmenter(), ClassicalFallbackSegmenter)
     assert [r.value for r in measurement_rows(fallback)] == [r.value for r in measurement_rows(classical)]
     assert fallback.frames[0].nerve is not None
-    default_info = nerve_algorithm()
-    assert any(p.startswith("fallback=") for p in default_info.parameters)
+    assert any(p.startswith("fallback=") for p in fallback.frames[0].algorithm.parameters)
 
 
 def test_each_nerve_is_its_own_rows_and_group():
@@ -240,7 +242,7 @@ def test_each_nerve_is_its_own_rows_and_group():
         def segment(self, gray, box, *, mm_per_px, exclude=None):
             return [NerveSegmentation(c, c, 0.9, features) for c in (first, second)]
 
-    choice = load_protocol_rules().choose(image.dataset)
+    choice = shipped_analyzer().rules.choose(image.dataset)
     assert choice.protocol is Protocol.NERVE
     result = analyze_frame(frame, choice, Laterality.RIGHT, segmenter=Two())
     assert result.nerve is not None and len(result.extra_nerves) == 1 and len(result.nerves) == 2

@@ -14,16 +14,10 @@ import numpy as np
 import pytest
 
 from benchmarks.muscle_real import gap_along_line, measure_frame, summarize, vertical_gap
-from pipeline.analysis import analyze_image
 from pipeline.annotations import burned_in_annotation_mask
 from pipeline.errors import MskusInputError
 from pipeline.loading import load_ultrasound
-from pipeline.measurements.muscle import (
-    ClassicalBandSearch,
-    NoMuscleBoundariesError,
-    ThicknessSite,
-    measure_muscle,
-)
+from pipeline.measurements.muscle import NoMuscleBoundariesError, ThicknessSite, measure_muscle
 from pipeline.protocols import Protocol, ProtocolRules
 from pipeline.segmentation import factory
 from pipeline.segmentation.aponeurosis import (
@@ -31,9 +25,12 @@ from pipeline.segmentation.aponeurosis import (
     AponeurosisParameters,
     LearnedAponeurosisFinder,
 )
-from pipeline.segmentation.learned_nerve import metadata_path
-from pipeline.sr.content import frame_groups, muscle_algorithm, SourceImage
+from pipeline.segmentation.muscle_bands import ClassicalBandSearch
+from pipeline.segmentation.nerve_model import metadata_path
+from pipeline.settings import build_analyzer, load_analysis_settings
+from pipeline.sr.content import SourceImage, frame_groups, muscle_algorithm
 from pipeline.tissue_area import estimate_tissue_box
+from tests.analysis_helpers import analyze_image
 from tests.conftest import REPO, SAMPLE_DATA, TEST_DATA
 
 APO = TEST_DATA / "dl-track-apo"
@@ -275,7 +272,7 @@ def test_model_missing_falls_back_to_classical_and_the_sr_says_so(tmp_path, monk
     assert any(t.startswith("boundaries=classical band search (learned finder unavailable") for t in texts), texts
     # The configured default falls back the same way.
     monkeypatch.setenv(factory.ENV_MUSCLE_MODEL, str(missing))
-    assert isinstance(factory.default_boundary_finder(), ClassicalBandSearch)
+    assert isinstance(build_analyzer(load_analysis_settings()).boundary_finder, ClassicalBandSearch)
 
 
 def test_settings_are_validated():

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from pipeline.analysis import analyze_image
+from tests.analysis_helpers import analyze_image
 from pipeline.calibration import PixelBox
 from pipeline.errors import CalibrationError
 from pipeline.geometry import dice_coefficient

@@ -13,20 +13,16 @@ import numpy as np
 import pydicom
 import pytest
 
-from pipeline.analysis import analyze_file, analyze_image
+from tests.analysis_helpers import analyze_file, analyze_image
 from pipeline.annotations import burned_in_annotation_mask
 from pipeline.calibration import PixelBox
 from pipeline.loading import load_ultrasound
 from pipeline.overlay import draw_overlay, line_width_px
 from pipeline.protocols import Protocol
 from pipeline.segmentation import factory
-from pipeline.segmentation.learned_nerve import (
-    DEFAULT_MODEL_PATH,
-    ConfidenceCalibration,
-    LearnedNerveParameters,
-    LearnedNerveSegmenter,
-    metadata_path,
-)
+from pipeline.segmentation.learned_nerve import LearnedNerveParameters, LearnedNerveSegmenter
+from pipeline.segmentation.nerve_confidence import ConfidenceCalibration
+from pipeline.segmentation.nerve_model import DEFAULT_MODEL_PATH, metadata_path
 from pipeline.sr.content import nerve_algorithm
 from tests.conftest import REPO, SAMPLE_DATA, TEST_DATA
 

@@ -104,7 +104,7 @@ def _self_signed(folder: Path) -> tuple[Path, Path]:
 
 # -- (1) one bad instance never costs the study -------------------------------------
 def test_each_former_crash_type_is_a_typed_refusal(tmp_path):
-    from pipeline.analysis import analyze_file
+    from tests.analysis_helpers import analyze_file
 
     for name, path in _crashers(tmp_path).items():
         result = analyze_file(path)
@@ -176,7 +176,7 @@ def test_fuzzed_sample_files_are_analysed_or_refused_with_a_typed_reason(tmp_pat
     """Seeded mutations of the sample files: no exception escapes, none is an 'internal error'."""
     import random
 
-    from pipeline.analysis import analyze_file
+    from tests.analysis_helpers import analyze_file
 
     rng = random.Random(17)
     sources = [SAMPLE_DATA / n for n in ("01_nerve_mono.dcm", "04_muscle_mono.dcm", "08_muscle_uncalibrated.dcm")]

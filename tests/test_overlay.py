@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from pipeline.analysis import analyze_image
+from tests.analysis_helpers import analyze_image
 from pipeline.loading import load_ultrasound
 from pipeline.overlay import draw_overlay
 from tests.conftest import SAMPLE_DATA

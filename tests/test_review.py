@@ -109,14 +109,15 @@ def _client(source, **kwargs):
 
 
 def _form_for(client, study_uid: str) -> dict[str, str]:
-    """The sign-off form of a study page as a browser would post it (every measurement accepted)."""
+    """The sign-off form of a study page as a browser would post it (every finding accepted)."""
     page = client.get(f"/study/{study_uid}")
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     form = {"csrf_token": re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)}
     form["automated_sr"] = re.search(r'name="automated_sr" value="([^"]+)"', html).group(1)
-    for item_id in dict.fromkeys(re.findall(r'name="decision-([^"]+)"', html)):
-        form[f"decision-{item_id}"] = "accept"
+    form["version"] = re.search(r'name="version" value="([^"]+)"', html).group(1)
+    for finding_id in dict.fromkeys(re.findall(r'name="decision-([^"]+)"', html)):
+        form[f"decision-{finding_id}"] = "accept"
     form.update(reviewer="QA^Tester", organisation="mskus test lab")
     return form
 
@@ -134,7 +135,8 @@ def test_browser_reviews_rejects_one_measurement_and_signs_off(out_dir, tmp_path
     nerve_study, muscle_study = _study_uid(NERVE), _study_uid(MUSCLE)
     automated = out_dir / f"SR_{nerve_study}.dcm"
     server = subprocess.Popen(
-        [sys.executable, "-m", "mskus", "review", "--out", str(out_dir), "--port", "0", "--organisation", "mskus test lab"],
+        [sys.executable, "-m", "mskus", "review", "--out", str(out_dir), "--port", "0", "--organisation", "mskus test lab",
+         "--images", str(SAMPLE_DATA)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
     )
     try:
@@ -153,7 +155,8 @@ def test_browser_reviews_rejects_one_measurement_and_signs_off(out_dir, tmp_path
             page.goto(url)
             rows = page.locator("tr.study")
             assert rows.count() == 2
-            assert page.locator(f'tr[data-study="{nerve_study}"] .badge').inner_text() == "processed"
+            assert page.locator(f'tr[data-study="{nerve_study}"] td.review-state .badge').inner_text() == "automated"
+            assert "MSKUS, ANNA" in page.locator(f'tr[data-study="{nerve_study}"] td.patient').inner_text()
             page.select_option('select[name="protocol"]', "nerve")
             page.click("#filters button[type=submit]")
             page.wait_for_load_state()
@@ -161,30 +164,47 @@ def test_browser_reviews_rejects_one_measurement_and_signs_off(out_dir, tmp_path
 
             page.click(f'tr[data-study="{nerve_study}"] a.review')
             page.wait_for_load_state("networkidle")
-            images = page.locator("figure img")
+            images = page.locator("figure.viewer canvas.image")
+            images.first.wait_for()
             assert images.count() >= 1
-            assert all(page.evaluate("(img) => img.complete && img.naturalWidth > 0", images.nth(i).element_handle())
-                       for i in range(images.count()))
+            assert all(page.evaluate("(c) => c.width > 0", images.nth(i).element_handle()) for i in range(images.count()))
+            assert page.locator('input[type="radio"]:checked').count() == 0  # nothing pre-selected
+            overflowing = page.evaluate(
+                "() => [...document.querySelectorAll('main *')].filter(e => e.scrollWidth > e.clientWidth + 1"
+                " && getComputedStyle(e).overflow === 'visible' && e.clientWidth > 0 && !['CANVAS','svg','IMG'].includes(e.tagName))"
+                ".map(e => e.tagName + '.' + e.className)"
+            )
+            assert overflowing == [], overflowing
+            assert page.evaluate("() => document.documentElement.scrollWidth <= 1400")
             assert "Confidence" in page.inner_text("main") and "0.0800" in page.inner_text("main")  # mm/px of 01
             ARTIFACTS.mkdir(exist_ok=True)
             shot = tmp_path / "review_study_page.png"
             page.screenshot(path=str(shot), full_page=True)
             shutil.copy(shot, ARTIFACTS / "review_study_page.png")
 
-            area_row = page.locator("tr.measurement", has_text="Area").first
-            rejected_id = area_row.get_attribute("id").removeprefix("m-")
-            area_row.locator('input[value="reject"]').check()
-            area_row.locator("input.comment").fill("contour includes the vessel wall")
+            page.fill("#reviewer", "QA^Tester")
+            page.click("#sign-off")  # nothing decided: refused, nothing written
+            page.wait_for_load_state("networkidle")
+            assert "no decision for finding" in page.inner_text("#error")
+            assert not (out_dir / "verified").exists()
+            page.go_back()
+            page.wait_for_load_state("networkidle")
+            contour = page.locator("fieldset.finding", has_text="Area").first
+            rejected_id = contour.get_attribute("data-finding")
+            contour.locator('input[value="reject"]').check()
+            contour.locator("select").select_option("contour or caliper misplaced")
+            contour.locator("input.comment").fill("contour includes the vessel wall")
             page.fill("#reviewer", "QA^Tester")
             page.fill("#comment", "reviewed by the browser test")
-            page.click("#sign-off")
+            page.click("#accept-remaining")
             page.wait_for_load_state("networkidle")
             assert "Signed off by QA^Tester" in page.inner_text("#signed")
             assert page.inner_text("#status") == "verified"
+            assert "contour includes the vessel wall" in page.inner_text("#history")
             page.goto(url + "?status=verified")
             assert [rows.nth(i).get_attribute("data-study") for i in range(rows.count())] == [nerve_study]
             browser.close()
-        assert problems == []
+        assert [p for p in problems if "400" not in p] == []  # the refused sign-off was a 400
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=20)
@@ -198,11 +218,13 @@ def test_browser_reviews_rejects_one_measurement_and_signs_off(out_dir, tmp_path
     assert report.verification_flag == "VERIFIED"
     assert report.predecessors == (before.sop_instance_uid,)
     assert report.study_instance_uid == nerve_study and report.series_instance_uid != before.series_instance_uid
-    area = [(g.tracking_uid, m.label, m.value) for g, m in before.all_measurements() if m.label == "Area"]
-    assert len(area) == 1 and rejected_id == "g1.m1"
-    assert _values(verified) == _values(automated) - Counter(area)
+    assert rejected_id == "g1"
+    contour = [(g.tracking_uid, m.label, m.value) for g, m in before.all_measurements() if g is before.groups[0]]
+    assert len(contour) >= 5  # area, perimeter, axes, echogenicity: one finding
+    assert _values(verified) == _values(automated) - Counter(contour)
     notes = [n.value for n in report.notes]
-    assert any(n.startswith("rejected: Area") and "contour includes the vessel wall" in n for n in notes)
+    assert any(n.startswith("rejected by QA^Tester: nerve contour") and "contour or caliper misplaced" in n
+               and "contour includes the vessel wall" in n for n in notes)
     assert "reviewed by the browser test" in notes
     ds = pydicom.dcmread(verified)
     observer = ds.VerifyingObserverSequence[0]
@@ -213,7 +235,7 @@ def test_browser_reviews_rejects_one_measurement_and_signs_off(out_dir, tmp_path
     kinds = [e["event"] for e in events]
     assert "review_opened" in kinds and "measurement_rejected" in kinds
     signed = next(e for e in events if e["event"] == "review_signed_off")
-    assert signed["rejected"] == "g1.m1" and signed["verified_sr"] == report.sop_instance_uid
+    assert signed["rejected"] == "g1" and signed["verified_sr"] == report.sop_instance_uid
     assert not (out_dir / "verified" / f"SR_{muscle_study}_verified_1.dcm").exists()
 
 
@@ -236,9 +258,14 @@ def test_bad_requests_get_clear_4xx_pages_and_change_nothing(out_dir):
         (post({}, where="1.2.3.999"), 404, "there is no study"),
         (post({"csrf_token": "forged"}), 403, "form token"),
         (post({"csrf_token": None}), 403, "form token"),
-        (post({"decision-g9.m9": "reject"}), 400, "measurement 'g9.m9' is not in the automated SR"),
-        (post({"decision-g1.m1": None}), 400, "no decision (accept or reject) for measurement g1.m1"),
-        (post({"decision-g1.m1": "maybe"}), 400, "must be 'accept' or 'reject'"),
+        (post({"decision-g9": "reject"}), 400, "finding 'g9' is not in the report under review"),
+        (post({"decision-g1": None}), 400, "no decision for finding g1"),
+        (post({"decision-g1": "maybe"}), 400, "must be 'accept', 'reject' or 'correct'"),
+        (post({"decision-g1": "reject"}), 400, "choose why finding g1"),
+        (post({"decision-g1": "reject", "reason-g1": "other"}), 400, "say in the comment why"),
+        (post({"decision-g1": "correct"}), 400, "no corrected region was drawn"),
+        (post({"decision-g1": "correct", "points-g1": "[[1, 2]]"}), 422, "needs at least 3 points"),
+        (post({"version": "1.2.3"}), 409, "no longer current"),
         (post({"reviewer": ""}), 400, "reviewer name is required"),
         (post({"reviewer": "   "}), 400, "reviewer name is required"),
         (post({"reviewer": "Back\\slash"}), 400, "backslashes"),
@@ -270,15 +297,17 @@ def test_second_signoff_supersedes_the_first_and_rejecting_everything_stays_vali
     first = _form_for(client, study)
     assert client.post(f"/study/{study}/signoff", data=first).status_code == 303
     second = _form_for(client, study)
+    assert second["version"] == read_measurement_report(out_dir / "verified" / f"SR_{study}_verified_1.dcm").sop_instance_uid
     second.update({k: "reject" for k in second if k.startswith("decision-")})
+    second.update({f"reason-{k[len('decision-'):]}": "wrong structure" for k in list(second) if k.startswith("decision-")})
     assert client.post(f"/study/{study}/signoff", data=second).status_code == 303
     one, two = out_dir / "verified" / f"SR_{study}_verified_1.dcm", out_dir / "verified" / f"SR_{study}_verified_2.dcm"
     automated = read_measurement_report(out_dir / f"SR_{study}.dcm")
     first_uid = read_measurement_report(one).sop_instance_uid
     assert read_measurement_report(two).predecessors == (automated.sop_instance_uid, first_uid)
     assert not list(read_measurement_report(two).all_measurements())
-    assert len([n for n in read_measurement_report(two).notes if n.value.startswith("rejected: ")]) == len(
-        list(automated.all_measurements())
+    assert len([n for n in read_measurement_report(two).notes if n.value.startswith("rejected by ")]) == len(
+        [g for g in automated.groups if g.measurements]
     )
     assert _dciodvfy_errors(two) == []
     listing = client.get("/?status=verified").get_data(as_text=True)
@@ -314,11 +343,13 @@ def test_batch_out_dir_shows_its_overlays_tables_and_errors(tmp_path):
 
 
 def test_verified_sr_of_a_partial_report_is_complete_and_keeps_the_unmeasured_images(tmp_path):
-    from pipeline.analysis import ImageResult, analyze_image
+    from pipeline.analysis import ImageResult
+    from tests.analysis_helpers import analyze_image
     from pipeline.loading import load_ultrasound
     from pipeline.sr.sop import build_measurement_report, header_dataset
+    from qa_review.findings import findings_of
     from qa_review.items import reviewable_report
-    from qa_review.model import Decision, MeasurementDecision, SignOff
+    from qa_review.model import Decision, FindingDecision, SignOff
     from qa_review.verified import PARTIAL_NOTE, build_verified_report
 
     image = load_ultrasound(NERVE)
@@ -330,11 +361,11 @@ def test_verified_sr_of_a_partial_report_is_complete_and_keeps_the_unmeasured_im
     )
     automated = build_measurement_report([analyze_image(image), refused], [header_dataset(image.dataset), header_dataset(broken)])
     assert automated.CompletionFlag == "PARTIAL"
-    items = reviewable_report(automated).items
+    findings = findings_of(reviewable_report(automated))
     signoff = SignOff(
         study_uid=str(automated.StudyInstanceUID), automated_sr_uid=str(automated.SOPInstanceUID),
         reviewer="Müller^Jörg", organisation="QA Zürich", comment="",
-        decisions=tuple(MeasurementDecision(i.id, Decision.REJECT if i.name == "Perimeter" else Decision.ACCEPT) for i in items),
+        decisions=tuple(FindingDecision(f.id, Decision.ACCEPT) for f in findings),
     )
     path = tmp_path / "verified.dcm"
     build_verified_report(automated, signoff).save_as(path, enforce_file_format=True)
@@ -344,9 +375,8 @@ def test_verified_sr_of_a_partial_report_is_complete_and_keeps_the_unmeasured_im
     assert str(ds.VerifyingObserverSequence[0].VerifyingObserverName) == "Müller^Jörg"  # stored as UTF-8
     notes = [n.value for n in read_measurement_report(path).notes]
     assert any("02_nerve_rgb.dcm" in n and "cannot be decoded" in n for n in notes)
-    assert any(n.startswith("rejected: Perimeter") and n.endswith("comment: no comment") for n in notes)
     assert [m.label for _, m in read_measurement_report(path).all_measurements()] == [
-        i.name for i in items if i.name != "Perimeter"
+        i.name for f in findings for i in f.items
     ]
 
 
@@ -399,8 +429,9 @@ def test_node_archive_signoff_is_archived_queued_and_delivered_by_the_node(tmp_p
         assert png.status_code == 200 and png.data.startswith(b"\x89PNG")
 
         form = _form_for(client, study)
-        thickness = re.search(r'id="m-([^"]+)">\s*<td>Thickness<', page).group(1)
+        thickness = re.search(r'data-finding="(g\d+)" data-kind="caliper"', page).group(1)
         form[f"decision-{thickness}"] = "reject"
+        form[f"reason-{thickness}"] = "contour or caliper misplaced"
         form[f"comment-{thickness}"] = "caliper on the wrong fascia"
         assert client.post(f"/study/{study}/signoff", data=form).status_code == 303
 
@@ -465,6 +496,7 @@ def test_beyond_loopback_needs_a_login_and_the_login_names_the_reviewer(out_dir,
     assert str(ds.VerifyingObserverSequence[0].VerifyingObserverName) == "Liddell^Alice"
     events = [json.loads(line) for line in (out_dir / "audit.jsonl").read_text().splitlines()]
     assert [e["event"] for e in events][:2] == ["review_login_failed", "review_login"]
+    assert next(e for e in events if e["event"] == "review_opened")["login"] == "alice"
     assert next(e for e in events if e["event"] == "review_signed_off")["login"] == "alice"
 
 
@@ -473,6 +505,6 @@ def test_study_page_names_each_echogenicity_statistic(out_dir):
     from qa_review.outdir import OutDirSource
 
     page = _client(OutDirSource(out_dir)).get(f"/study/{_study_uid(MUSCLE)}").get_data(as_text=True)
-    names = re.findall(r'<tr class="measurement"[^>]*>\s*<td>([^<]+)<div', page)
+    names = re.findall(r'<tr class="measurement"[^>]*><td>([^<]+)</td>', page)
     echo = [n for n in names if n.startswith("Echogenicity")]
     assert echo == ["Echogenicity (Mean)", "Echogenicity (Standard Deviation)", "Echogenicity (Median)"]

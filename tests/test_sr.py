@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import json
 import re
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -25,21 +26,21 @@ from pydicom.dataset import Dataset
 from pydicom.uid import generate_uid
 
 from pipeline import __version__
-from pipeline.analysis import ImageResult, analyze_image
+from pipeline.analysis import ImageResult
 from pipeline.loading import load_ultrasound
-from pipeline.segmentation import ClassicalNerveSegmenter
 from pipeline.segmentation.factory import make_segmenter
 from pipeline.sr import (
     ReportError,
     build_measurement_report,
+    codes,
     group_by_study,
     header_dataset,
     read_measurement_report,
     report_file_name,
 )
-from pipeline.sr import codes
 from pipeline.sr.content import to_scoord
 from pipeline.sr.reader import NotStructuredReportError
+from tests.analysis_helpers import analyze_image
 from tests.conftest import SAMPLE_DATA, require_tool
 
 MSKUS = [sys.executable, "-m", "mskus"]
@@ -638,15 +639,19 @@ def test_other_accepted_image_classes_and_comprehensive_sr(sop_class, tmp_path):
     assert report.groups[0].regions[0].image.sop_class_uid == sop_class
 
 
-def test_write_reports_reports_a_duplicated_image_once(studies, tmp_path):
-    from pipeline.sr import write_measurement_reports
-
-    study = next(iter(studies.values()))
-    twice = study.results + [dataclasses.replace(study.results[0], source_file="copy.dcm")]
-    (path,) = write_measurement_reports(twice, study.headers, tmp_path)
-    assert path.name == report_file_name(study.uid)
-    report = read_measurement_report(path)
-    assert len(report.image_library) == len(study.headers)
+def test_a_duplicated_image_is_reported_once(tmp_path):
+    source = tmp_path / "in"
+    source.mkdir()
+    shutil.copy(SAMPLE_DATA / "01_nerve_mono.dcm", source / "a.dcm")
+    shutil.copy(SAMPLE_DATA / "01_nerve_mono.dcm", source / "copy.dcm")
+    out = tmp_path / "out"
+    proc = subprocess.run([*MSKUS, "analyze", str(source), "--out", str(out), "--json"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr  # the copy is refused, with its reason
+    rows = json.loads(proc.stdout)
+    (duplicate,) = [r for r in rows if r["status"] == "error"]
+    assert duplicate["source_file"] == "copy.dcm" and duplicate["reason"] == "same SOP Instance UID as a.dcm; analysed once"
+    (path,) = out.glob("SR_*.dcm")
+    assert len(read_measurement_report(path).image_library) == 1
 
 
 def test_builder_refuses_source_series_and_uids(studies):
@@ -720,8 +725,8 @@ def test_echogenicity_mean_sd_and_median_are_told_apart_everywhere(studies):
     quantity. Viewers that drop the modifier show three "Echogenicity" values;
     the CSV names, ``mskus sr show`` and the QA page must not.
     """
-    from pipeline.analysis import measurement_rows
     from mskus.commands.sr import format_table
+    from pipeline.analysis import measurement_rows
     from qa_review.items import reviewable_report
 
     csv_name = {"Mean": "echogenicity_mean", "Standard Deviation": "echogenicity_sd", "Median": "echogenicity_median"}

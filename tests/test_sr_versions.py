@@ -6,7 +6,7 @@ import io
 
 import pydicom
 
-from pipeline.analysis import analyze_image
+from tests.analysis_helpers import analyze_image
 from pipeline.loading import load_ultrasound
 from pipeline.sr.reader import read_measurement_report
 from pipeline.sr.sop import SERIES_DESCRIPTION, build_measurement_report

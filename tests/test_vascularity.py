@@ -22,7 +22,7 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit
 
-from pipeline.analysis import analyze_file, analyze_frame, measurement_rows
+from pipeline.analysis import analyze_frame, measurement_rows
 from pipeline.batch import BatchOptions, run_batch
 from pipeline.loading import load_ultrasound
 from pipeline.measurements.nerve import contour_mask
@@ -37,9 +37,10 @@ from pipeline.measurements.vascularity import (
 from pipeline.overlay import draw_overlay
 from pipeline.protocols import Laterality, load_protocol_rules
 from pipeline.segmentation.base import NerveSegmentation, RimFeatures
-from pipeline.segmentation.factory import default_segmenter
 from pipeline.sr.reader import read_measurement_report
 from sample_data import generate as G
+from sample_data.phantoms.doppler import _paint_flow_disc, _velocity_rgb
+from tests.analysis_helpers import analyze_file, shipped_analyzer
 from tests.conftest import SAMPLE_DATA, require_tool
 
 #: The installed command (the console script beside this interpreter), else the package's __main__.
@@ -145,7 +146,7 @@ def test_colour_bar_text_and_markers_are_not_flow(case, tmp_path):
     free &= ~cv2.dilate((truth | _nerve_truth(case)).astype(np.uint8), np.ones((9, 9), np.uint8)).astype(bool)
     # a velocity scale inside the colour box where nothing flows ...
     sx, sy = _free_spot(free, 24, 6)
-    scale = np.stack([G._velocity_rgb(v) for v in np.linspace(1.0, -1.0, 24)]).astype(np.uint8)
+    scale = np.stack([_velocity_rgb(v) for v in np.linspace(1.0, -1.0, 24)]).astype(np.uint8)
     canvas[sy : sy + 24, sx : sx + 6] = scale[:, None, :]
     # ... a colour patch under a declared colour-bar region (0x000E) ...
     bx, by = _free_spot(free, 7, 7)
@@ -341,7 +342,7 @@ def test_muscle_roi_gets_the_same_index(tmp_path):
     rng = np.random.default_rng(3)
     painted = np.zeros(gray.shape, bool)
     for i in rng.choice(len(xs), 5, replace=False):
-        painted |= G._paint_flow_disc(rgb, (float(xs[i]), float(ys[i])), 3.5, rng, sign=1.0)
+        painted |= _paint_flow_disc(rgb, (float(xs[i]), float(ys[i])), 3.5, rng, sign=1.0)
     ds.PhotometricInterpretation, ds.SamplesPerPixel, ds.PlanarConfiguration = "RGB", 3, 0
     ds.UltrasoundColorDataPresent = 1
     ds.PixelData = rgb.tobytes()
@@ -437,7 +438,8 @@ def test_csv_rows_sr_and_sr_show(case, files, tmp_path):
 def test_overlay_outlines_the_flow_pixels_counted(files):
     image = load_ultrasound(files["RGB"])
     frame = image.frame(0)
-    result = analyze_frame(frame, load_protocol_rules().choose(image.dataset), Laterality.RIGHT, segmenter=default_segmenter())
+    shipped = shipped_analyzer()
+    result = analyze_frame(frame, shipped.rules.choose(image.dataset), Laterality.RIGHT, segmenter=shipped.segmenter)
     value = result.doppler.nerve(0)
     assert len(value.flow_pixels) == value.flow_px > 0
     overlay = draw_overlay(frame, result)

@@ -29,13 +29,8 @@ if str(REPO) not in sys.path:
 
 from pipeline.calibration import PixelBox  # noqa: E402
 from pipeline.geometry import dice_coefficient  # noqa: E402
-from pipeline.segmentation.learned_nerve import (  # noqa: E402
-    DEFAULT_MODEL_PATH,
-    LearnedNerveParameters,
-    LearnedNerveSegmenter,
-    NerveNet,
-    metadata_path,
-)
+from pipeline.segmentation.learned_nerve import LearnedNerveParameters, LearnedNerveSegmenter  # noqa: E402
+from pipeline.segmentation.nerve_model import DEFAULT_MODEL_PATH, NerveNet, metadata_path  # noqa: E402
 from training.evaluate_nerve import (  # noqa: E402
     HIT_DICE,
     evaluate,

@@ -199,7 +199,9 @@ def evaluate(
 def make(kind: str, model: Path | None = None) -> tuple[Any, float | None]:
     """A segmenter by kind and the mm/px it is given on these uncalibrated PNGs."""
     from pipeline.segmentation.classical_nerve import ClassicalNerveSegmenter
-    from pipeline.segmentation.learned_nerve import DEFAULT_MODEL_PATH, AutoNerveSegmenter, LearnedNerveSegmenter
+    from pipeline.segmentation.auto_nerve import AutoNerveSegmenter
+    from pipeline.segmentation.learned_nerve import LearnedNerveSegmenter
+    from pipeline.segmentation.nerve_model import DEFAULT_MODEL_PATH
 
     if kind == "classical":
         return ClassicalNerveSegmenter(), CLASSICAL_NOMINAL_MM_PER_PX
@@ -212,7 +214,7 @@ def make(kind: str, model: Path | None = None) -> tuple[Any, float | None]:
 
 def validation_names(model: Path | None = None) -> list[str]:
     """The fixed validation split recorded next to the model."""
-    from pipeline.segmentation.learned_nerve import DEFAULT_MODEL_PATH, metadata_path
+    from pipeline.segmentation.nerve_model import DEFAULT_MODEL_PATH, metadata_path
 
     meta = json.loads(metadata_path(model or DEFAULT_MODEL_PATH).read_text())
     return list(meta["split"]["validation"])
@@ -224,6 +226,9 @@ def sample_data_figures(segmenter: Any) -> dict[str, Any]:
     from pipeline.loading import load_ultrasound
     from pipeline.protocols import Protocol
 
+    from pipeline.settings import default_analyzer
+
+    shipped = default_analyzer()
     dices, csa_rel, extra, found, frames = [], [], 0, 0, 0
     vessel_hits = 0
     for path in sorted((REPO / "sample_data").glob("*.dcm")):
@@ -232,7 +237,9 @@ def sample_data_figures(segmenter: Any) -> dict[str, Any]:
             continue
         image = load_ultrasound(path)
         shape = (image.rows, image.columns)
-        result = analyze_image(image, protocol=Protocol.NERVE, segmenter=segmenter)
+        result = analyze_image(
+            image, rules=shipped.rules, protocol=Protocol.NERVE, segmenter=segmenter, boundary_finder=shipped.boundary_finder
+        )
         for frame, t in zip(result.frames, truth["frames"]):
             frames += 1
             if frame.nerve is None:
@@ -268,7 +275,7 @@ def record(model: Path | None = None, kinds: Sequence[str] = ("learned", "auto",
     The learned figures are what ``tests/test_learned_nerve.py`` checks the
     committed model against.
     """
-    from pipeline.segmentation.learned_nerve import DEFAULT_MODEL_PATH, metadata_path
+    from pipeline.segmentation.nerve_model import DEFAULT_MODEL_PATH, metadata_path
 
     model = Path(model or DEFAULT_MODEL_PATH)
     meta_file = metadata_path(model)
@@ -286,7 +293,7 @@ def record(model: Path | None = None, kinds: Sequence[str] = ("learned", "auto",
         print(f"sample_data {kind}: {synthetic[kind]}", flush=True)
     meta["sample_data"] = synthetic
     meta["validation"] = {
-        "note": "OpenCV DNN inference (pipeline.segmentation.learned_nerve), full resolution, "
+        "note": "OpenCV DNN inference (pipeline.segmentation.nerve_model), full resolution, "
         "definitions in training/evaluate_nerve.py; classical given a nominal "
         f"{CLASSICAL_NOMINAL_MM_PER_PX} mm/px; ms_per_frame with cv2.setNumThreads(1)",
         "opencv": cv2.__version__,
@@ -324,7 +331,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.record:
         from training import model_card
-        from pipeline.segmentation.learned_nerve import DEFAULT_MODEL_PATH
+        from pipeline.segmentation.nerve_model import DEFAULT_MODEL_PATH
 
         record(args.model, args.segmenters)
         print(model_card.write(Path(args.model or DEFAULT_MODEL_PATH)))

@@ -17,7 +17,7 @@ if str(REPO) not in sys.path:
 
 import json  # noqa: E402
 
-from pipeline.segmentation.learned_nerve import DEFAULT_MODEL_PATH, metadata_path  # noqa: E402
+from pipeline.segmentation.nerve_model import DEFAULT_MODEL_PATH, metadata_path  # noqa: E402
 
 
 def _f(value: Any, pattern: str = "{:.3f}") -> str:
@@ -143,7 +143,7 @@ def render(meta: dict[str, Any]) -> str:
 | architecture | {meta['architecture']}; {meta['parameters']:,} parameters |
 | input | 1×1×{meta['input_size']}×{meta['input_size']}: {meta['input']} |
 | output | {meta['output']}; classes {', '.join(meta['classes'])} |
-| runtime | OpenCV DNN (`cv2.dnn.readNetFromONNX`), no torch or onnxruntime: `pipeline/segmentation/learned_nerve.py` |
+| runtime | OpenCV DNN (`cv2.dnn.readNetFromONNX`), no torch or onnxruntime: `pipeline/segmentation/nerve_model.py` |
 | training code | `training/train_nerve_segmenter.py` (seeded; `pip install -e '.[train]'`) |
 | created | {meta['created']} |
 

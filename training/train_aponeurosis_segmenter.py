@@ -42,7 +42,8 @@ if str(REPO) not in sys.path:
 import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
-from pipeline.segmentation.learned_nerve import file_sha256, letterbox, metadata_path, normalize_input  # noqa: E402
+from pipeline.segmentation.nerve_model import file_sha256, metadata_path  # noqa: E402
+from pipeline.segmentation.nerve_preprocess import letterbox, normalize_input  # noqa: E402
 from training.aponeurosis_data import load_examples, split_names, write_split  # noqa: E402
 from training.data import augment  # noqa: E402
 from training.model import UNet, count_parameters  # noqa: E402

@@ -16,8 +16,8 @@ Outputs (``--out-dir``, default ``models/``):
 - ``nerve_unet.onnx``: the network (opset 17, fixed input 1x1xSxS, logits 1x3xSxS);
 - ``nerve_unet.json``: input size and normalisation, SHA-256, split, training
   settings and time, and the validation figures computed with the OpenCV
-  inference code of :mod:`pipeline.segmentation.learned_nerve` (learned,
-  auto and classical side by side);
+  inference code of :mod:`pipeline.segmentation` (learned, auto and
+  classical side by side);
 - ``MODEL_CARD.md``.
 
 Usage::
@@ -50,13 +50,8 @@ if str(REPO) not in sys.path:
 import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
-from pipeline.segmentation.learned_nerve import (  # noqa: E402
-    CLASSES,
-    file_sha256,
-    letterbox,
-    metadata_path,
-    normalize_input,
-)
+from pipeline.segmentation.nerve_model import CLASSES, file_sha256, metadata_path  # noqa: E402
+from pipeline.segmentation.nerve_preprocess import letterbox, normalize_input  # noqa: E402
 from training import evaluate_nerve, model_card  # noqa: E402
 from training.data import SPLIT_SEED, Example, augment, load_real, split_names, synthetic_examples  # noqa: E402
 from training.model import UNet, count_parameters  # noqa: E402

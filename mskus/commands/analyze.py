@@ -1,31 +1,30 @@
 """``mskus analyze FILE... [--out DIR] [--json]``: analyse files, print the measurements.
 
-Inputs are named by their path relative to the deepest folder that holds
-them all (:func:`display_names`), in the table and in the QA overlay paths,
-so two ``IM_0001.dcm`` in different folders never share a row label or an
-overlay file. With ``--out`` a study's SR is only rewritten when its inputs
-or the analysis settings changed (:mod:`pipeline.reportledger`).
+The same run as ``mskus batch`` over the files and folders given, studies
+analysed one by one in this process, with the same output layout in
+``--out`` (SR per study, ``measurements.csv``, ``errors.csv``, overlays,
+records; CONTRACT.md section 2). Without ``--out`` the run goes to a
+temporary folder that is removed afterwards. The printed table (or the
+``--json`` rows) is ``measurements.csv`` plus the inputs that could not be
+analysed, named by their path relative to the deepest folder holding them
+all, so two ``IM_0001.dcm`` in different folders never share a row label.
+A rerun with ``--out`` on unchanged inputs and settings keeps every study's
+outputs (its record says it is done).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import csv
 import json
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
-from pathlib import Path, PurePosixPath
-from typing import cast
+import tempfile
+from pathlib import Path
 
-import cv2
-
-from pipeline.analysis import ImageResult, MeasurementRow, analyze_image, measurement_rows
-from pipeline.errors import INTERNAL_ERROR, MskusInputError, UsageError, internal_error
-from pipeline.inputs import iter_input_files
-from pipeline.loading import load_ultrasound
-from pipeline.protocols import Protocol, load_protocol_rules
+from mskus.settings import add_analysis_options, analysis_settings
+from pipeline.errors import UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -34,72 +33,70 @@ TABLE_COLUMNS = ("file", "frame", "protocol", "structure", "side", "measurement"
 #: Appended to a "no protocol matched" refusal: the two ways out, in the words of this command's options.
 NO_PROTOCOL_HINT = "choose one with --protocol nerve|muscle, or add a rule (--rules YAML)"
 
+#: errors.csv codes that are notes on measured images (said in their rows' status), not refusals.
+_NOTES = frozenset({"uncalibrated"})
+
+#: measurements.csv columns given as numbers in --json.
+_FLOATS = ("value", "confidence", "mm_per_px", "reference_low", "reference_high", "z_score")
+
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="FILE", help="DICOM files or folders (walked recursively)")
-    parser.add_argument("--out", type=Path, default=None, metavar="DIR", help="write results.json and QA overlays into DIR")
-    parser.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
     parser.add_argument(
-        "--protocol", choices=[p.value for p in Protocol], default=None, help="force a protocol instead of the rules"
+        "--out", type=Path, default=None, metavar="DIR",
+        help="write the SRs, measurements.csv, errors.csv and QA overlays into DIR (the mskus batch layout)",
     )
-    parser.add_argument("--rules", type=Path, default=None, metavar="YAML", help="protocol rules (default configs/protocols.yaml)")
+    parser.add_argument("--json", action="store_true", help="print JSON rows instead of a table")
+    add_analysis_options(parser)
     parser.set_defaults(run=run)
 
 
-def _row_dict(row: MeasurementRow) -> dict[str, object]:
-    data = dataclasses.asdict(row)
-    data["status"] = row.status.value
-    return data
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    with path.open(newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
 
 
-def _error_row(result: ImageResult) -> dict[str, object]:
-    return {
-        "source_file": result.source_file,
-        "sop_instance_uid": result.sop_instance_uid,
-        "frame": None,
-        "status": "error",
-        "reason": result.error,
-    }
+def _number(text: str) -> float | None:
+    return float(text) if text else None
 
 
-def display_names(files: Sequence[Path]) -> dict[Path, str]:
-    """Each input's name as shown: its POSIX path relative to the deepest folder holding every input.
+def _json_rows(measurements: list[dict[str, str]], errors: list[dict[str, str]]) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = []
+    for error in errors:
+        rows.append(
+            {
+                "source_file": error["source_file"],
+                "sop_instance_uid": error["sop_instance_uid"],
+                "study_uid": error["study_uid"],
+                "frame": None,
+                "status": "error",
+                "code": error["code"],
+                "reason": error["reason"],
+            }
+        )
+    for row in measurements:
+        data: dict[str, object] = dict(row)
+        data["frame"] = int(row["frame"]) if row["frame"] else None
+        for name in _FLOATS:
+            if name in row:
+                data[name] = _number(row[name])
+        rows.append(data)
+    return rows
 
-    One folder of inputs gives bare file names (as before); files with the
-    same name in different folders keep the folders that tell them apart.
-    Paths are made absolute without resolving links, so a link keeps the
-    name the user gave it.
-    """
-    if not files:
-        return {}
-    absolute = {f: Path(os.path.abspath(f)) for f in files}
-    root = Path(os.path.commonpath([str(a.parent) for a in absolute.values()]))
-    return {f: PurePosixPath(*a.relative_to(root).parts).as_posix() for f, a in absolute.items()}
 
-
-def overlay_stem(display_name: str) -> str:
-    """Relative path (without suffix) of an input's QA overlays inside ``--out``: sub-folders mirror the inputs."""
-    return PurePosixPath(display_name).with_suffix("").as_posix()
-
-
-def _print_table(rows: list[dict[str, object]], names: Mapping[str, str]) -> None:
+def _print_table(measurements: list[dict[str, str]], errors: list[dict[str, str]]) -> None:
     table = [TABLE_COLUMNS]
-    for row in rows:
-        value = row.get("value")
-        shown = "" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
-        status = str(row["status"]) + (f": {row['reason']}" if row.get("reason") else "")
-        source = str(row.get("source_file") or "")
+    for error in errors:
+        table.append((error["source_file"], "", "", "", "", "", "", "", f"error: {error['reason']}"))
+    for row in measurements:
+        value = _number(row["value"])
+        status = row["status"] + (f": {row['reason']}" if row["reason"] else "")
         table.append(
             (
-                names.get(source, Path(source).name),
-                str(row.get("frame") or ""),
-                str(row.get("protocol") or ""),
-                str(row.get("structure") or ""),
-                str(row.get("laterality") or ""),
-                str(row.get("measurement") or ""),
-                shown,
-                str(row.get("unit") or ""),
-                status,
+                row["source_file"], row["frame"], row["protocol"], row["structure"], row["laterality"],
+                row["measurement"], "" if value is None else f"{value:.3f}", row["unit"], status,
             )
         )
     widths = [max(len(r[i]) for r in table) for i in range(len(TABLE_COLUMNS) - 1)]
@@ -107,143 +104,59 @@ def _print_table(rows: list[dict[str, object]], names: Mapping[str, str]) -> Non
         print("  ".join(cell.ljust(w) for cell, w in zip(r[:-1], widths)) + "  " + r[-1])
 
 
-def _refusal(result: ImageResult) -> ImageResult:
-    """The result with a reason that says what to do where this command offers a way out."""
-    if result.error_code == "no_protocol" and NO_PROTOCOL_HINT not in result.error:
-        return dataclasses.replace(result, error=f"{result.error}; {NO_PROTOCOL_HINT}")
-    return result
-
-
-def _settings_fingerprint(args: argparse.Namespace) -> str:
-    """What, besides the inputs, makes a report differ: rules, forced protocol, nerve segmenter, version."""
-    from pipeline.batch.settings import RunSettings, load_rules_text
-    from pipeline.segmentation.factory import SegmenterSpec
-
-    rules_text, _ = load_rules_text(args.rules)
-    try:
-        segmenter = SegmenterSpec.from_config()
-    except (OSError, ValueError) as exc:
-        # analyze_image will meet the same problem; the report is then rewritten every time.
-        logger.info("nerve segmenter configuration: %s", exc)
-        segmenter = SegmenterSpec(kind="classical", unavailable=str(exc))
-    return RunSettings(rules_text=rules_text, protocol=args.protocol, segmenter=segmenter).fingerprint
-
-
-def _write_reports(
-    results: list[ImageResult], headers: list, out: Path, args: argparse.Namespace, paths: Mapping[str, str]
-) -> int:
-    """Write the SR of every study whose inputs or settings changed since the last run; return failures.
-
-    ``results`` name their images by display name; ``paths`` maps each
-    display name to the file, whose size and time say whether it changed.
-    """
-    from pipeline.reportledger import InputStamp, ReportLedger, study_digest
-    from pipeline.sr import ReportError, group_by_study, write_measurement_reports
-
-    fingerprint = _settings_fingerprint(args)
-    ledger = ReportLedger.load(out)
-    headers_by_uid = {str(h.SOPInstanceUID): h for h in headers}
-    failures = 0
-    for study_uid, study_results in group_by_study(results).items():
-        # Every result here names its image (display name), so source_file is set.
-        names = (cast(str, r.source_file) for r in study_results)
-        digest = study_digest((InputStamp.of(paths.get(name, name)) for name in names), fingerprint)
-        kept = ledger.unchanged(study_uid, digest)
-        if kept is not None:
-            logger.info("study %s unchanged since the last run: kept %s", study_uid, kept.name)
+def _refusals(errors: list[dict[str, str]]) -> list[dict[str, str]]:
+    """The error rows that refuse an input, with a hint where this command offers a way out."""
+    shown = []
+    for error in errors:
+        if error["code"] in _NOTES:
             continue
-        study_headers = [headers_by_uid[r.sop_instance_uid] for r in study_results if r.sop_instance_uid in headers_by_uid]
-        try:
-            (written,) = write_measurement_reports(study_results, study_headers, out)
-        except ReportError as exc:
-            failures += 1
-            logger.error("cannot write the structured report: %s", exc)
-            continue
-        logger.info("wrote %s", written)
-        ledger = ledger.recording(study_uid, digest, written)
-    ledger.save()
-    return failures
+        if error["code"] == "no_protocol" and NO_PROTOCOL_HINT not in error["reason"]:
+            error = {**error, "reason": f"{error['reason']}; {NO_PROTOCOL_HINT}"}
+        shown.append(error)
+    return shown
 
 
 def run(args: argparse.Namespace) -> int:
-    files = list(iter_input_files(args.paths))
-    if not files:
-        raise UsageError("no DICOM files found in " + ", ".join(str(p) for p in args.paths))
-    rules = load_protocol_rules(args.rules)
-    names = display_names(files)
-    if args.out is not None:
-        args.out.mkdir(parents=True, exist_ok=True)
-    rows: list[dict[str, object]] = []
-    failures = 0
-    # With --out: one SR per study (and, with --key-images, overlays as DICOM key images).
-    if getattr(args, "key_images", False) and args.out is None:
+    from pipeline.batch import BatchOptions, run_batch
+    from pipeline.batch.assemble import ERRORS_CSV, MEASUREMENTS_CSV
+
+    key_images = bool(getattr(args, "key_images", False))
+    if key_images and args.out is None:
         raise UsageError("--key-images needs --out DIR")
-    key_writer = None
-    sr_results: list[ImageResult] = []
-    sr_headers: list = []  # image headers (pixel data dropped) for the reports
-    if args.out is not None:
-        from pipeline.sr import header_dataset, slim_result
-
-        if getattr(args, "key_images", False):
-            from pipeline.keyimage import KeyImageWriter
-
-            key_writer = KeyImageWriter(args.out)
-    for path in files:
-        try:
-            image = load_ultrasound(path)
-        except (MskusInputError, OSError) as exc:
-            reason = str(exc) if isinstance(exc, MskusInputError) else f"cannot read file: {exc.strerror or exc}"
-            result = ImageResult(source_file=str(path), error=reason)
-        except Exception as exc:  # noqa: BLE001 - a reader bug refuses this file; the next one is analysed
-            result = ImageResult(source_file=str(path), error=internal_error(path, "loading", exc), error_code=INTERNAL_ERROR)
-        else:
-            on_frame = None
-            if args.out is not None:
-                on_frame = _overlay_writer(image, args.out, overlay_stem(names[path]), key_images=key_writer)
-            result = _refusal(analyze_image(image, rules=rules, protocol=args.protocol, on_frame=on_frame))
-            if args.out is not None:
-                try:
-                    # The SR names the image as the table does (its tracking identifiers and notes).
-                    header = header_dataset(image.dataset)
-                    sr_results.append(dataclasses.replace(slim_result(result), source_file=names[path]))
-                    sr_headers.append(header)
-                except Exception as exc:  # noqa: BLE001 - its header cannot go into a report: refused, not fatal
-                    reason = internal_error(path, "preparing the report entry", exc)
-                    result = dataclasses.replace(result, frames=(), error=reason, error_code=INTERNAL_ERROR)
-        if result.failed:
-            failures += 1
-            # The table row (or JSON row) is where a refusal is reported; the log line is for -v only.
-            logger.info("%s: %s", path, result.error)
-            rows.append(_error_row(result))
-        rows.extend(_row_dict(r) for r in measurement_rows(result))
-    if args.out is not None:
-        (args.out / "results.json").write_text(json.dumps(rows, indent=2) + "\n")
-        paths = {name: str(f) for f, name in names.items()}
-        failures += _write_reports(sr_results, sr_headers, args.out, args, paths)
+    settings = analysis_settings(args)
+    with tempfile.TemporaryDirectory(prefix="mskus-analyze-") as scratch:
+        out = args.out if args.out is not None else Path(scratch) / "out"
+        result = run_batch(
+            BatchOptions(
+                in_dir=tuple(Path(p) for p in args.paths),
+                out_dir=out,
+                workers=0,
+                analysis=settings,
+                overlays=args.out is not None,
+                key_images=key_images,
+                progress_bar=False,
+            )
+        )
+        if result.inputs == 0:
+            raise UsageError("no DICOM files found in " + ", ".join(str(p) for p in args.paths))
+        measurements = _read_csv(out / MEASUREMENTS_CSV)
+        errors = _refusals(_read_csv(out / ERRORS_CSV))
     if args.json:
-        json.dump(rows, sys.stdout, indent=2)
+        json.dump(_json_rows(measurements, errors), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        _print_table(rows, {str(f): name for f, name in names.items()})
-    return 1 if failures else 0
+        _print_table(measurements, errors)
+    return 1 if _failed(errors, args.paths) else 0
 
 
-def _overlay_writer(image, out: Path, stem: str, key_images=None):
-    """Frame callback for :func:`analyze_image` writing the QA overlay (and key image).
+def _failed(errors: list[dict[str, str]], paths: list[str]) -> bool:
+    """Whether the run failed: a DICOM input, or a file named on the command line, was refused.
 
-    ``stem`` is the input's relative name without suffix (:func:`overlay_stem`);
-    its folders become sub-folders of ``out``.
+    Files found in a folder that are not DICOM (a README, a spreadsheet) are
+    listed in the table like any refusal, but do not fail the run.
     """
-    from pipeline.overlay import draw_overlay
+    from pipeline.inputs import display_root
 
-    folder = out / PurePosixPath(stem).parent
-    name = PurePosixPath(stem).name
-
-    def write(frame, frame_result) -> None:
-        overlay = draw_overlay(frame, frame_result)
-        folder.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(folder / f"{name}_frame{frame.frame_number:04d}.png"), overlay)
-        if key_images is not None:
-            key_images.write(overlay, image.dataset, frame_number=frame.frame_number, stem=stem)
-
-    return write
+    root = display_root(paths)
+    named = {Path(os.path.relpath(os.path.abspath(p), root)).as_posix() for p in paths if not os.path.isdir(p)}
+    return any(e["code"] != "not_dicom" or e["source_file"] in named for e in errors)

@@ -9,8 +9,8 @@ import signal
 import sys
 from pathlib import Path
 
+from mskus.settings import add_analysis_options, analysis_settings
 from pipeline.errors import UsageError
-from pipeline.protocols import Protocol
 
 __all__ = ["configure_parser", "run"]
 
@@ -45,13 +45,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="run the studies on an existing Dask cluster, e.g. tcp://host:8786 (workers need mskus installed "
         "and IN_DIR/OUT_DIR at the same paths)",
     )
-    parser.add_argument(
-        "--protocol", choices=[p.value for p in Protocol], default=None, help="force a protocol instead of the rules"
-    )
-    parser.add_argument(
-        "--config", "--rules", dest="rules", type=Path, default=None, metavar="YAML",
-        help="protocol rules (default configs/protocols.yaml)",
-    )
+    add_analysis_options(parser, rules_flags=("--rules", "--config"))
     parser.add_argument("--no-overlays", dest="overlays", action="store_false", help="do not write QA overlay PNGs")
     parser.add_argument(
         "--pseudonymize",
@@ -87,8 +81,7 @@ def _options(args: argparse.Namespace):
         out_dir=args.out,
         workers=args.workers or os.cpu_count() or 1,
         scheduler=args.scheduler,
-        protocol=args.protocol,
-        rules_path=args.rules,
+        analysis=analysis_settings(args),
         overlays=args.overlays,
         pseudonym_key=key,
         force=args.force,

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mskus.settings import add_analysis_options, analysis_settings
+
 if TYPE_CHECKING:
     from dicom_node.index import OutboxItem, ResultRow, StudyRow
 
@@ -52,6 +54,7 @@ def configure_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--destination", action="append", metavar="AET@HOST:PORT", help="where results go (repeatable)")
     parser.add_argument("--quiet-seconds", type=float, default=None, metavar="S", help="analyse a study after S quiet seconds")
     parser.add_argument("--workers", type=int, default=None, help="analysis worker processes")
+    add_analysis_options(parser, protocol=False)
     parser.set_defaults(run=run_serve)
 
 
@@ -65,7 +68,7 @@ def run_serve(args: argparse.Namespace) -> int:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO)
     logging.getLogger().setLevel(min(logging.getLogger().level, logging.INFO))
-    node = StorageNode(config)
+    node = StorageNode(config, analysis=analysis_settings(args))
     try:
         node.serve_forever()
     except OSError as exc:

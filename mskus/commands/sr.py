@@ -110,6 +110,21 @@ def _group_context(group: MeasurementGroup, image_names: Mapping[str, str]) -> s
     return "; ".join(p for p in (what, where) if p)
 
 
+def _reference_text(m: NumericMeasurement, unit: str) -> str:
+    """``"  [Abnormally High; normal range <= 11 mm2; z 2.31]"`` for a value with a reference, else ``""``."""
+    parts = [str(m.normality)] if m.normality is not None else []
+    low, high = m.normal_range_low, m.normal_range_high
+    if low is not None and high is not None:
+        parts.append(f"normal range {_fmt_value(low)}-{_fmt_value(high)} {unit}".rstrip())
+    elif high is not None:
+        parts.append(f"normal range <= {_fmt_value(high)} {unit}".rstrip())
+    elif low is not None:
+        parts.append(f"normal range >= {_fmt_value(low)} {unit}".rstrip())
+    if m.z_score is not None:
+        parts.append(f"z {m.z_score:.2f}")
+    return f"  [{'; '.join(parts)}]" if parts else ""
+
+
 def _measurement_lines(
     group: MeasurementGroup | None,
     measurements: tuple[NumericMeasurement, ...],
@@ -123,7 +138,7 @@ def _measurement_lines(
     lines: list[str] = []
     for m, value in zip(measurements, values):
         unit = m.unit.value if m.unit else ""
-        line = f"{m.label:<{label_width}}  {value:>{value_width}}  {unit}".rstrip()
+        line = f"{m.label:<{label_width}}  {value:>{value_width}}  {unit}".rstrip() + _reference_text(m, unit)
         own_image = _measurement_image(group, m)
         if own_image is not None and own_image != group_image:
             line += f"  ({_image_text(own_image, image_names)})"

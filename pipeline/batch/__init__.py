@@ -3,8 +3,6 @@
 ``mskus batch IN_DIR --out OUT_DIR`` (CONTRACT.md section 2). The pieces,
 one idea per module:
 
-- :mod:`~pipeline.batch.discovery`: walk IN_DIR (links followed, loops and
-  unreadable folders reported, never fatal);
 - :mod:`~pipeline.batch.headers`: read headers only, refuse what needs no
   worker (not DICOM, not ultrasound, no protocol);
 - :mod:`~pipeline.batch.plan`: group images into per-study tasks;
@@ -23,6 +21,21 @@ one idea per module:
 - :mod:`~pipeline.batch.runner`: :func:`run_batch`, the coordinator.
 """
 
-from pipeline.batch.runner import BatchOptions, BatchResult, run_batch
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pipeline.batch.runner import BatchOptions, BatchResult, run_batch
 
 __all__ = ["BatchOptions", "BatchResult", "run_batch"]
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on first use: the study runner imports this package's table and record modules,
+    # and the coordinator imports the study runner.
+    if name in __all__:
+        from pipeline.batch import runner
+
+        return getattr(runner, name)
+    raise AttributeError(f"module 'pipeline.batch' has no attribute {name!r}")

@@ -23,17 +23,21 @@ from pipeline.batch.atomic import atomic_open, atomic_write_text
 from pipeline.batch.records import STATE_DIR, StudyRecord, read_record
 from pipeline.batch.settings import RunSettings
 from pipeline.batch.tables import ERROR_COLUMNS, MEASUREMENT_COLUMNS, SUMMARY_COLUMNS, ErrorRow
+from pipeline.cine.rows import EVENT_COLUMNS
+from pipeline.reference.findings import FINDING_COLUMNS
 
 if TYPE_CHECKING:
     from _csv import Writer
 
-__all__ = ["ERRORS_CSV", "MANIFEST", "MEASUREMENTS_CSV", "SUMMARY_CSV", "TableCounts", "assemble_outputs"]
+__all__ = ["ERRORS_CSV", "EVENTS_CSV", "FINDINGS_CSV", "MANIFEST", "MEASUREMENTS_CSV", "SUMMARY_CSV", "TableCounts", "assemble_outputs"]
 
 logger = logging.getLogger(__name__)
 
 MEASUREMENTS_CSV = "measurements.csv"
 ERRORS_CSV = "errors.csv"
 SUMMARY_CSV = "summary.csv"
+FINDINGS_CSV = "findings.csv"
+EVENTS_CSV = "events.csv"
 MANIFEST = f"{STATE_DIR}/manifest.json"
 
 
@@ -46,6 +50,8 @@ class TableCounts:
     errors: int
     summary: int
     reports: int
+    findings: int = 0
+    events: int = 0
 
 
 def _writer(handle: IO[str]) -> Writer:
@@ -58,7 +64,7 @@ def assemble_outputs(
     coordinator_errors: Sequence[ErrorRow],
     settings: RunSettings,
 ) -> TableCounts:
-    """Write ``measurements.csv``, ``summary.csv``, ``errors.csv`` and the manifest.
+    """Write ``measurements.csv``, ``summary.csv``, ``findings.csv``, ``errors.csv`` and the manifest.
 
     Parameters
     ----------
@@ -75,15 +81,21 @@ def assemble_outputs(
     out = Path(out_dir)
     errors: list[tuple[str, ...]] = [tuple(e.cells()) for e in coordinator_errors]
     manifest_studies = []
-    n_measurements = n_summary = n_reports = n_studies = 0
+    n_measurements = n_summary = n_reports = n_studies = n_findings = n_events = 0
     with (
         atomic_open(out / MEASUREMENTS_CSV) as measurements_file,
         atomic_open(out / SUMMARY_CSV) as summary_file,
+        atomic_open(out / FINDINGS_CSV) as findings_file,
+        atomic_open(out / EVENTS_CSV) as events_file,
     ):
         measurements = _writer(measurements_file)
         summary = _writer(summary_file)
+        findings = _writer(findings_file)
+        events = _writer(events_file)
         measurements.writerow(MEASUREMENT_COLUMNS)
         summary.writerow(SUMMARY_COLUMNS)
+        findings.writerow(FINDING_COLUMNS)
+        events.writerow(EVENT_COLUMNS)
         for study_uid, path in sorted(record_paths):
             record: StudyRecord | None = read_record(path)
             if record is None:
@@ -92,6 +104,10 @@ def assemble_outputs(
             n_studies += 1
             measurements.writerows(record.measurements)
             summary.writerows(record.summary)
+            findings.writerows(record.findings)
+            n_findings += len(record.findings)
+            events.writerows(record.events)
+            n_events += len(record.events)
             errors.extend(record.errors)
             n_measurements += len(record.measurements)
             n_summary += len(record.summary)
@@ -115,20 +131,26 @@ def assemble_outputs(
         writer.writerows(errors)
     manifest = {
         "format": 1,
-        "software_version": settings.software_version,
+        "software_version": settings.analysis.software_version,
         "settings_fingerprint": settings.fingerprint,
-        "protocol": settings.protocol,
+        "rules": settings.analysis.rules_source,
+        "protocol": settings.analysis.protocol,
         "nerve_segmenter": {
-            "kind": settings.segmenter.kind,
-            "model": settings.segmenter.model,
-            "model_sha256": settings.segmenter.model_sha256,
-            "unavailable": settings.segmenter.unavailable,
+            "kind": settings.analysis.nerve.kind,
+            "model": settings.analysis.nerve.model,
+            "model_sha256": settings.analysis.nerve.model_sha256,
+            "unavailable": settings.analysis.nerve.unavailable,
         },
-        "muscle_boundaries": settings.muscle_boundaries,
+        "muscle_boundaries": {
+            "kind": settings.analysis.muscle.kind,
+            "model": settings.analysis.muscle.model,
+            "model_sha256": settings.analysis.muscle.model_sha256,
+            "unavailable": settings.analysis.muscle.unavailable,
+        },
         "pseudonymized": settings.pseudonymize,
         "pseudonym_key_id": settings.key_id,
         "overlays": settings.overlays,
         "studies": manifest_studies,
     }
     atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=1) + "\n")
-    return TableCounts(n_studies, n_measurements, len(errors), n_summary, n_reports)
+    return TableCounts(n_studies, n_measurements, len(errors), n_summary, n_reports, n_findings, n_events)

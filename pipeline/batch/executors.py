@@ -29,7 +29,7 @@ from typing import Protocol
 from pipeline.batch.plan import StudyTask
 from pipeline.errors import UsageError
 
-__all__ = ["DaskExecutor", "LocalExecutor", "StudyExecutor", "WorkerDiedError"]
+__all__ = ["DaskExecutor", "InProcessExecutor", "LocalExecutor", "StudyExecutor", "WorkerDiedError"]
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,24 @@ def _process_study(task: StudyTask):
     from pipeline.batch.study import process_study
 
     return process_study(task)
+
+
+class InProcessExecutor:
+    """Studies one after another in this process (``mskus analyze``: no start-up cost, one model load)."""
+
+    description = "this process"
+    max_in_flight = 1
+
+    def map_unordered(self, tasks: Iterable[StudyTask]) -> Iterator[tuple[StudyTask, object]]:
+        for task in tasks:
+            try:
+                outcome: object = _process_study(task)
+            except Exception as exc:  # noqa: BLE001 - reported per study by the runner
+                outcome = exc
+            yield task, outcome
+
+    def close(self, *, cancel: bool = False) -> None:
+        return None
 
 
 class LocalExecutor:

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import pydicom
 
-from pipeline.batch.discovery import InputFile
 from pipeline.batch.tables import ErrorRow
 from pipeline.errors import MskusInputError, NoPixelDataError
+from pipeline.inputs import InputFile
 from pipeline.loading import read_dataset, validate_dataset
 from pipeline.protocols import ProtocolRules
 

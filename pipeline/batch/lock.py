@@ -18,8 +18,11 @@ __all__ = ["output_lock"]
 
 
 @contextmanager
-def output_lock(state_dir: str | os.PathLike[str]) -> Iterator[None]:
+def output_lock(state_dir: str | os.PathLike[str], *, wait: bool = False) -> Iterator[None]:
     """Hold ``state_dir/lock`` for the block; released by the OS if the process dies.
+
+    ``wait``: block until the lock is free (workers of one node taking turns)
+    instead of refusing.
 
     Raises
     ------
@@ -30,7 +33,7 @@ def output_lock(state_dir: str | os.PathLike[str]) -> Iterator[None]:
     with open(path, "a+") as handle:
         if fcntl is not None:
             try:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:
                 raise UsageError(f"another mskus batch run is writing to {Path(state_dir).parent}") from None
         try:

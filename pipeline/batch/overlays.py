@@ -20,7 +20,7 @@ from pipeline.filenames import uid_file_name
 from pipeline.loading import UltrasoundFrame
 from pipeline.overlay import draw_overlay
 
-__all__ = ["OVERLAY_DIR", "overlay_rel_path", "write_overlay"]
+__all__ = ["OVERLAY_DIR", "overlay_rel_path", "tissue_only_frame", "write_overlay"]
 
 OVERLAY_DIR = "overlays"
 
@@ -30,7 +30,8 @@ def overlay_rel_path(study_uid: str, sop_instance_uid: str, frame_number: int) -
     return f"{OVERLAY_DIR}/{uid_file_name(study_uid)}/{uid_file_name(sop_instance_uid)}_frame{frame_number:04d}.png"
 
 
-def _tissue_only(frame: UltrasoundFrame) -> UltrasoundFrame:
+def tissue_only_frame(frame: UltrasoundFrame) -> UltrasoundFrame:
+    """The frame with everything outside the tissue region blacked out (where scanners burn in names)."""
     box = frame.calibration.tissue_box
     keep = np.zeros(frame.gray.shape, dtype=bool)
     keep[box.y0 : box.y1 + 1, box.x0 : box.x1 + 1] = True
@@ -51,7 +52,7 @@ def write_overlay(
     rel = overlay_rel_path(study_uid, frame.sop_instance_uid, frame.frame_number)
     path = Path(out_dir) / rel
     path.parent.mkdir(parents=True, exist_ok=True)
-    image = draw_overlay(_tissue_only(frame) if tissue_only else frame, result)
+    image = draw_overlay(tissue_only_frame(frame) if tissue_only else frame, result)
     ok, encoded = cv2.imencode(".png", image)
     if not ok:
         raise OSError(f"cannot encode overlay {rel}")

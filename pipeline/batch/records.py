@@ -82,6 +82,10 @@ class StudyRecord:
     errors: tuple[tuple[str, ...], ...] = ()
     summary: tuple[tuple[str, ...], ...] = ()
     format: int = field(default=RECORD_FORMAT)
+    #: The study's ``findings.csv`` rows (:data:`pipeline.reference.FINDING_COLUMNS` order).
+    findings: tuple[tuple[str, ...], ...] = ()
+    #: The study's ``events.csv`` rows (:data:`pipeline.cine.rows.EVENT_COLUMNS` order).
+    events: tuple[tuple[str, ...], ...] = ()
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"), ensure_ascii=False)
@@ -102,6 +106,8 @@ class StudyRecord:
             measurements=tuple(tuple(r) for r in data.get("measurements", ())),
             errors=tuple(tuple(r) for r in data.get("errors", ())),
             summary=tuple(tuple(r) for r in data.get("summary", ())),
+            findings=tuple(tuple(r) for r in data.get("findings", ())),
+            events=tuple(tuple(r) for r in data.get("events", ())),
         )
 
     @property
@@ -142,6 +148,8 @@ def up_to_date(record: StudyRecord | None, task: StudyTask, settings: RunSetting
     if record is None or record.settings_fingerprint != settings.fingerprint:
         return None
     if settings.overlays and not record.overlays:
+        return None
+    if settings.key_images and record.frames and not any(f.startswith("key_images/") for f in record.overlay_files):
         return None
     if record.sr_file and not (Path(task.out_dir) / record.sr_file).is_file():
         return None

@@ -20,17 +20,17 @@ from pathlib import Path
 
 from pipeline.batch.assemble import TableCounts, assemble_outputs
 from pipeline.batch.atomic import remove_stale_temporaries
-from pipeline.batch.discovery import InputFile, walk_inputs
-from pipeline.batch.executors import DaskExecutor, LocalExecutor, StudyExecutor
+from pipeline.batch.executors import DaskExecutor, InProcessExecutor, LocalExecutor, StudyExecutor
 from pipeline.batch.headers import ImageHeader, read_header
 from pipeline.batch.lock import output_lock
 from pipeline.batch.plan import StudyTask, plan_studies
 from pipeline.batch.progress import BatchProgress
 from pipeline.batch.records import STATE_DIR, read_record, record_path, records_dir, up_to_date
-from pipeline.batch.settings import RunSettings, load_rules_text
+from pipeline.batch.settings import RunSettings
 from pipeline.batch.tables import ErrorRow
 from pipeline.errors import UsageError
-from pipeline.segmentation.factory import SegmenterSpec
+from pipeline.inputs import InputFile, walk_inputs
+from pipeline.settings import AnalysisSettings, load_analysis_settings
 
 __all__ = ["BatchOptions", "BatchResult", "run_batch"]
 
@@ -43,18 +43,24 @@ class BatchOptions:
 
     Attributes
     ----------
-    in_dir, out_dir : Path
-        Input folder (walked recursively) and output folder.
+    in_dir : Path or sequence of Path
+        Input folder (walked recursively); or, for ``mskus analyze --out``,
+        the files and folders given.
+    out_dir : Path
+        Output folder.
     workers : int
-        Local worker processes (ignored with ``scheduler``).
+        Local worker processes (ignored with ``scheduler``); 0 analyses the
+        studies one by one in this process.
     scheduler : str or None
         Dask scheduler address; the studies then run on that cluster.
-    protocol : str or None
-        Force ``nerve`` or ``muscle`` instead of the rules.
-    rules_path : Path or None
-        Protocol rules YAML (default ``configs/protocols.yaml``).
+    analysis : AnalysisSettings or None
+        Rules, forced protocol and segmenters, loaded by the caller's entry
+        point; ``None``: the shipped configuration
+        (:func:`pipeline.settings.load_analysis_settings`).
     overlays : bool
         Write QA overlay PNGs.
+    key_images : bool
+        Write each overlay as a DICOM key image too.
     pseudonym_key : bytes or None
         Pseudonymize with this HMAC key.
     force : bool
@@ -65,17 +71,22 @@ class BatchOptions:
         Studies submitted at once (default: twice the workers).
     """
 
-    in_dir: Path
+    in_dir: Path | Sequence[Path]
     out_dir: Path
     workers: int = 1
     scheduler: str | None = None
-    protocol: str | None = None
-    rules_path: Path | None = None
+    analysis: AnalysisSettings | None = None
     overlays: bool = True
+    key_images: bool = False
     pseudonym_key: bytes | None = None
     force: bool = False
     progress_bar: bool | None = None
     max_in_flight: int | None = None
+
+    @property
+    def inputs(self) -> tuple[Path, ...]:
+        """The input files and folders."""
+        return (Path(self.in_dir),) if isinstance(self.in_dir, (str, os.PathLike)) else tuple(Path(p) for p in self.in_dir)
 
 
 @dataclass(frozen=True)
@@ -115,39 +126,43 @@ class _Assembler:
         return counts
 
 
-def _check_folders(options: BatchOptions) -> tuple[Path, Path]:
-    in_dir = Path(os.path.abspath(options.in_dir))
+def _check_folders(options: BatchOptions) -> tuple[tuple[Path, ...], Path]:
+    inputs = options.inputs
     out_dir = Path(os.path.abspath(options.out_dir))
-    if not in_dir.is_dir():
-        raise UsageError(f"{options.in_dir}: not a folder" if in_dir.exists() else f"{options.in_dir}: no such folder")
+    if isinstance(options.in_dir, (str, os.PathLike)):
+        in_dir = Path(os.path.abspath(options.in_dir))
+        if not in_dir.is_dir():
+            raise UsageError(f"{options.in_dir}: not a folder" if in_dir.exists() else f"{options.in_dir}: no such folder")
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out {options.out_dir}: exists and is not a folder")
-    if os.path.realpath(out_dir) == os.path.realpath(in_dir):
-        raise UsageError("--out must not be IN_DIR itself (use a new or a sub-folder)")
-    return in_dir, out_dir
+    if any(os.path.realpath(out_dir) == os.path.realpath(p) for p in inputs):
+        raise UsageError("--out must not be an input folder itself (use a new or a sub-folder)")
+    return tuple(Path(os.path.abspath(p)) for p in inputs), out_dir
 
 
-def _scan(in_dir: Path, out_dir: Path, settings: RunSettings) -> tuple[list[ImageHeader], list[ErrorRow], int]:
-    rules = settings.rules()
+def _scan(inputs: Sequence[Path], out_dir: Path, settings: RunSettings) -> tuple[list[ImageHeader], list[ErrorRow], int]:
+    rules = settings.analysis.rules()
     headers: list[ImageHeader] = []
     errors: list[ErrorRow] = []
-    inputs = 0
+    n_inputs = 0
     last_log = time.monotonic()
-    for found in walk_inputs(in_dir, exclude=[out_dir]):
+    for found in walk_inputs(inputs, exclude=[out_dir]):
         if isinstance(found, ErrorRow):
+            logger.info("%s: %s", found.source_file, found.reason)
             errors.append(found)
             continue
         assert isinstance(found, InputFile)
-        inputs += 1
-        header = read_header(found, rules, protocol=settings.protocol)
+        n_inputs += 1
+        header = read_header(found, rules, protocol=settings.analysis.protocol)
         if isinstance(header, ErrorRow):
+            logger.info("%s: %s", header.source_file, header.reason)
             errors.append(header)
         else:
             headers.append(header)
         if time.monotonic() - last_log > 10:
             last_log = time.monotonic()
-            logger.info("reading headers: %d files so far", inputs)
-    return headers, errors, inputs
+            logger.info("reading headers: %d files so far", n_inputs)
+    return headers, errors, n_inputs
 
 
 def _forget_vanished(out_dir: Path, current: set[str]) -> None:
@@ -175,6 +190,8 @@ def _failed_study_rows(task: StudyTask, exc: BaseException) -> list[ErrorRow]:
 def _make_executor(options: BatchOptions) -> StudyExecutor:
     if options.scheduler:
         return DaskExecutor(options.scheduler, max_in_flight=options.max_in_flight)
+    if options.workers == 0:
+        return InProcessExecutor()
     return LocalExecutor(options.workers, max_in_flight=options.max_in_flight)
 
 
@@ -194,24 +211,12 @@ def run_batch(options: BatchOptions) -> BatchResult:
     from pipeline.batch.study import StudyOutcome, VersionMismatchError
 
     started = time.monotonic()
-    if options.workers < 1:
-        raise UsageError("--workers must be at least 1")
-    in_dir, out_dir = _check_folders(options)
-    rules_text, _ = load_rules_text(options.rules_path)
-    try:
-        segmenter = SegmenterSpec.from_config()
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"nerve segmenter configuration: {exc}") from None
-    if segmenter.unavailable:
-        logger.info("nerve segmenter: %s unavailable, classical used: %s", segmenter.kind, segmenter.unavailable)
-    else:
-        logger.info("nerve segmenter: %s %s %s", segmenter.kind, segmenter.model, segmenter.model_sha256[:12])
+    if options.workers < 0:
+        raise UsageError("--workers must not be negative (0: analyse in this process)")
+    inputs, out_dir = _check_folders(options)
+    analysis = options.analysis if options.analysis is not None else load_analysis_settings()
     settings = RunSettings(
-        rules_text=rules_text,
-        protocol=options.protocol,
-        segmenter=segmenter,
-        overlays=options.overlays,
-        pseudonym_key=options.pseudonym_key,
+        analysis=analysis, overlays=options.overlays, key_images=options.key_images, pseudonym_key=options.pseudonym_key
     )
     state = out_dir / STATE_DIR
     state.mkdir(parents=True, exist_ok=True)
@@ -219,7 +224,7 @@ def run_batch(options: BatchOptions) -> BatchResult:
         stale = remove_stale_temporaries(out_dir)
         if stale:
             logger.info("removed %d temporary file(s) left by an interrupted run", stale)
-        headers, coordinator_errors, n_inputs = _scan(in_dir, out_dir, settings)
+        headers, coordinator_errors, n_inputs = _scan(inputs, out_dir, settings)
         tasks, duplicates = plan_studies(headers, out_dir=str(out_dir), settings=settings)
         coordinator_errors.extend(duplicates)
         _forget_vanished(out_dir, {t.study_uid for t in tasks})

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pipeline.analysis import MeasurementRow
+from pipeline.reference.flags import ReferenceReading
 
 __all__ = [
     "ERROR_COLUMNS",
@@ -46,6 +47,15 @@ MEASUREMENT_COLUMNS: tuple[str, ...] = (
     "study_date",
     "series_description",
     "software_version",
+    # Clinical reading (CONTRACT.md section 2; pipeline.reference): flag is normal, enlarged, reduced,
+    # increased, decreased or none; flag_reason says why none (or that a model is only an example).
+    "level",
+    "reference_low",
+    "reference_high",
+    "reference_source",
+    "flag",
+    "z_score",
+    "flag_reason",
 )
 
 ERROR_COLUMNS: tuple[str, ...] = ("source_file", "sop_instance_uid", "study_uid", "code", "reason")
@@ -115,13 +125,22 @@ class ImageContext:
     series_description: str = ""
 
 
-def measurement_cells(row: MeasurementRow, context: ImageContext) -> list[str]:
-    """The ``measurements.csv`` cells of one measurement row, in :data:`MEASUREMENT_COLUMNS` order."""
+#: The reading of a row the run did not judge (no reference tables passed).
+_NOT_JUDGED = ReferenceReading.none("reference tables not applied in this run")
+
+
+def measurement_cells(row: MeasurementRow, context: ImageContext, reading: ReferenceReading | None = None) -> list[str]:
+    """The ``measurements.csv`` cells of one measurement row, in :data:`MEASUREMENT_COLUMNS` order.
+
+    ``reading`` is the row's flag and reference (:func:`pipeline.reference.read_row`);
+    without one the flag is ``none`` with the reason "reference tables not applied in this run".
+    """
+    judged = reading if reading is not None else _NOT_JUDGED
     return [
         row.study_uid,
         row.series_uid,
         row.sop_instance_uid,
-        str(int(row.frame)),
+        str(int(row.frame)) if row.frame else "",  # frame 0: a clip-level value (pipeline.cine.rows)
         row.source_file,
         row.protocol,
         row.structure,
@@ -138,6 +157,13 @@ def measurement_cells(row: MeasurementRow, context: ImageContext) -> list[str]:
         context.study_date,
         context.series_description,
         row.software_version,
+        row.level,
+        format_float(judged.reference_low),
+        format_float(judged.reference_high),
+        judged.reference_source,
+        judged.flag.value,
+        format_float(judged.z_score),
+        " ".join(judged.reason.split()),
     ]
 
 

@@ -1,5 +1,6 @@
 """Segmenters: find structures in frames behind small interfaces."""
 
+from pipeline.segmentation.auto_nerve import AutoNerveParameters, AutoNerveSegmenter
 from pipeline.segmentation.base import NerveSegmentation, NerveSegmenter, RimFeatures
 from pipeline.segmentation.classical_nerve import ClassicalNerveParameters, ClassicalNerveSegmenter
 from pipeline.segmentation.factory import (
@@ -7,17 +8,11 @@ from pipeline.segmentation.factory import (
     ModelMismatchError,
     SegmentationConfig,
     SegmenterSpec,
-    default_segmenter,
     load_segmentation_config,
     make_segmenter,
 )
-from pipeline.segmentation.learned_nerve import (
-    AutoNerveParameters,
-    AutoNerveSegmenter,
-    LearnedNerveParameters,
-    LearnedNerveSegmenter,
-    NerveNet,
-)
+from pipeline.segmentation.learned_nerve import LearnedNerveParameters, LearnedNerveSegmenter
+from pipeline.segmentation.nerve_model import NerveNet
 
 __all__ = [
     "AutoNerveParameters",
@@ -34,7 +29,6 @@ __all__ = [
     "RimFeatures",
     "SegmentationConfig",
     "SegmenterSpec",
-    "default_segmenter",
     "load_segmentation_config",
     "make_segmenter",
 ]

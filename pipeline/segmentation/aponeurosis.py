@@ -7,7 +7,7 @@ B-mode frame. Each long connected band becomes a :class:`LayerBand`: its
 centre line (a robust quadratic), its extent and the network's mean
 probability. The bands, sorted by depth, *propose* the superficial and deep
 boundaries of every muscle layer; the edge tracer of
-:mod:`pipeline.measurements.muscle` then places the inner edges on the image
+:mod:`pipeline.segmentation.muscle_bands.edges` then places the inner edges on the image
 (sub-pixel), so the network decides *which* bands, the image decides *where*.
 """
 
@@ -23,7 +23,8 @@ import numpy as np
 
 from pipeline.calibration import PixelBox
 from pipeline.crop import Crop
-from pipeline.segmentation.learned_nerve import NerveNet
+from pipeline.resources import shipped_model
+from pipeline.segmentation.nerve_model import NerveNet
 
 __all__ = [
     "DEFAULT_APONEUROSIS_MODEL_PATH",
@@ -37,7 +38,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: The shipped model (repository ``models/`` folder).
-DEFAULT_APONEUROSIS_MODEL_PATH = Path(__file__).resolve().parents[2] / "models" / "aponeurosis_unet.onnx"
+DEFAULT_APONEUROSIS_MODEL_PATH = shipped_model("aponeurosis_unet.onnx")
 
 APONEUROSIS = 1
 

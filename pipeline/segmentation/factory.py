@@ -5,7 +5,7 @@
 - ``classical``: :class:`~pipeline.segmentation.classical_nerve.ClassicalNerveSegmenter`;
 - ``learned``: :class:`~pipeline.segmentation.learned_nerve.LearnedNerveSegmenter`
   (the network's nerve regions, run through OpenCV DNN);
-- ``auto``: :class:`~pipeline.segmentation.learned_nerve.AutoNerveSegmenter`
+- ``auto``: :class:`~pipeline.segmentation.auto_nerve.AutoNerveSegmenter`
   (learned proposals, border by the classical rim tracer per CONTRACT.md §4).
 
 When ``learned`` or ``auto`` is asked for and the model file is missing or
@@ -20,7 +20,6 @@ Environment overrides: ``MSKUS_SEGMENTATION_CONFIG`` (another YAML file),
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import logging
 import os
@@ -28,21 +27,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from pipeline.errors import UsageError
+from pipeline.resources import shipped_config, shipped_model
 from pipeline.segmentation.base import NerveSegmenter
 from pipeline.segmentation.classical_nerve import ClassicalNerveParameters, ClassicalNerveSegmenter
 
 __all__ = [
     "DEFAULT_SEGMENTATION_CONFIG",
     "KINDS",
+    "BoundarySpec",
     "ClassicalFallbackSegmenter",
     "ModelMismatchError",
     "SegmentationConfig",
     "SegmenterSpec",
     "MuscleBoundaryConfig",
-    "default_boundary_finder",
-    "default_segmenter",
     "load_muscle_boundary_config",
     "make_boundary_finder",
     "load_segmentation_config",
@@ -51,8 +49,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_SEGMENTATION_CONFIG = REPO_ROOT / "configs" / "segmentation.yaml"
+DEFAULT_SEGMENTATION_CONFIG = shipped_config("segmentation.yaml")
 KINDS = ("classical", "learned", "auto")
 ENV_CONFIG = "MSKUS_SEGMENTATION_CONFIG"
 ENV_KIND = "MSKUS_NERVE_SEGMENTER"
@@ -80,7 +77,7 @@ class ClassicalFallbackSegmenter(ClassicalNerveSegmenter):
 
 
 def _default_model_path() -> Path:
-    from pipeline.segmentation.learned_nerve import DEFAULT_MODEL_PATH
+    from pipeline.segmentation.nerve_model import DEFAULT_MODEL_PATH
 
     return DEFAULT_MODEL_PATH
 
@@ -94,7 +91,7 @@ class SegmentationConfig:
     segmenter : str
         ``classical``, ``learned`` or ``auto``.
     model : Path
-        The ONNX model (relative paths are relative to the repository root).
+        The ONNX model (see :func:`resolve_model_path`).
     learned, auto : dict
         Overrides of :class:`LearnedNerveParameters` / :class:`AutoNerveParameters` fields.
     source : str
@@ -112,9 +109,30 @@ class SegmentationConfig:
             raise ValueError(f"unknown nerve segmenter {self.segmenter!r} (choose one of {', '.join(KINDS)})")
 
 
-def _resolve(path: str | os.PathLike[str]) -> Path:
+def resolve_model_path(path: str | os.PathLike[str], *, relative_to: Path | None = None) -> Path:
+    """Where a configured model file is.
+
+    A bare file name (``nerve_unet.onnx``) is a shipped model
+    (:func:`pipeline.resources.shipped_model`); any other relative path is
+    relative to ``relative_to`` (the configuration file's folder; the working
+    directory when ``None``).
+    """
     p = Path(path).expanduser()
-    return p if p.is_absolute() else REPO_ROOT / p
+    if p.is_absolute():
+        return p
+    if len(p.parts) == 1:
+        return shipped_model(p.name)
+    return (relative_to or Path.cwd()) / p
+
+
+def _model_reference(path: Path) -> str:
+    """How a spec names a model so that another machine finds its own copy: a shipped model by its name."""
+    try:
+        if path.resolve() == shipped_model(path.name).resolve():
+            return path.name
+    except ValueError:
+        pass
+    return str(path.resolve())
 
 
 SECTIONS = ("nerve", "muscle")
@@ -127,23 +145,23 @@ def _config_section(path: str | os.PathLike[str] | None, section: str) -> tuple[
     explicitly (argument or ``MSKUS_SEGMENTATION_CONFIG``) is an error. A file
     without section keys is the nerve section (the format before ``muscle``).
     """
+    from pipeline.yamlfile import read_yaml_mapping
+
     explicit = path is not None or bool(os.environ.get(ENV_CONFIG))
-    cfg_path = _resolve(path if path is not None else os.environ.get(ENV_CONFIG) or DEFAULT_SEGMENTATION_CONFIG)
+    cfg_path = Path(path if path is not None else os.environ.get(ENV_CONFIG) or DEFAULT_SEGMENTATION_CONFIG).expanduser()
     if not cfg_path.is_file():
         if explicit:
-            raise FileNotFoundError(f"segmentation config not found: {cfg_path}")
+            raise UsageError(f"segmentation config not found: {cfg_path}")
         return cfg_path, {}
-    loaded = yaml.safe_load(cfg_path.read_text()) or {}
-    if not isinstance(loaded, dict):
-        raise ValueError(f"{cfg_path}: expected a mapping")
+    loaded = read_yaml_mapping(cfg_path, what="segmentation config")
     if not set(loaded) & set(SECTIONS):
         loaded = {"nerve": loaded}
     unknown = set(loaded) - set(SECTIONS)
     if unknown:
-        raise ValueError(f"{cfg_path}: unknown sections {', '.join(sorted(unknown))} (expected {', '.join(SECTIONS)})")
+        raise UsageError(f"{cfg_path}: unknown sections {', '.join(sorted(unknown))} (expected {', '.join(SECTIONS)})")
     data = loaded.get(section) or {}
     if not isinstance(data, dict):
-        raise ValueError(f"{cfg_path}: '{section}' must be a mapping")
+        raise UsageError(f"{cfg_path}: '{section}' must be a mapping")
     return cfg_path, data
 
 
@@ -156,12 +174,17 @@ def load_segmentation_config(path: str | os.PathLike[str] | None = None) -> Segm
     cfg_path, data = _config_section(path, "nerve")
     unknown = set(data) - {"segmenter", "model", "learned", "auto"}
     if unknown:
-        raise ValueError(f"{cfg_path}: unknown keys {', '.join(sorted(unknown))}")
+        raise UsageError(f"{cfg_path}: nerve: unknown keys {', '.join(sorted(unknown))}")
     kind = str(os.environ.get(ENV_KIND) or data.get("segmenter", "learned")).strip().lower()
-    model = os.environ.get(ENV_MODEL) or data.get("model")
+    if os.environ.get(ENV_MODEL):
+        model = resolve_model_path(os.environ[ENV_MODEL])
+    elif data.get("model"):
+        model = resolve_model_path(str(data["model"]), relative_to=cfg_path.parent)
+    else:
+        model = _default_model_path()
     return SegmentationConfig(
         segmenter=kind,
-        model=_resolve(model) if model else _default_model_path(),
+        model=model,
         learned=dict(data.get("learned") or {}),
         auto=dict(data.get("auto") or {}),
         source=str(cfg_path) if cfg_path.is_file() else "built-in defaults",
@@ -169,11 +192,8 @@ def load_segmentation_config(path: str | os.PathLike[str] | None = None) -> Segm
 
 
 def _display(path: Path) -> str:
-    """A path relative to the repository when it lies inside it."""
-    try:
-        return str(path.resolve().relative_to(REPO_ROOT))
-    except ValueError:
-        return str(path)
+    """A shipped model by its name, any other by its path."""
+    return _model_reference(path)
 
 
 def _parameters(cls: type, overrides: dict[str, Any], what: str) -> Any:
@@ -202,17 +222,13 @@ def make_segmenter(
         raise ValueError(f"unknown nerve segmenter {kind!r} (choose one of {', '.join(KINDS)})")
     if kind == "classical":
         return ClassicalNerveSegmenter()
-    from pipeline.segmentation.learned_nerve import (
-        AutoNerveParameters,
-        AutoNerveSegmenter,
-        LearnedNerveParameters,
-        LearnedNerveSegmenter,
-        NerveNet,
-    )
+    from pipeline.segmentation.auto_nerve import AutoNerveParameters, AutoNerveSegmenter
+    from pipeline.segmentation.learned_nerve import LearnedNerveParameters, LearnedNerveSegmenter
+    from pipeline.segmentation.nerve_model import NerveNet
 
     learned_params = _parameters(LearnedNerveParameters, cfg.learned, "learned")
     auto_params = _parameters(AutoNerveParameters, cfg.auto, "auto")
-    model_path = _resolve(model if model is not None else cfg.model)
+    model_path = resolve_model_path(model) if model is not None else Path(cfg.model)
     try:
         net = NerveNet(model_path)
     except FileNotFoundError:
@@ -226,17 +242,6 @@ def make_segmenter(
         return AutoNerveSegmenter(learned, auto_params)
     logger.warning("nerve segmenter %r: %s; using the classical segmenter", kind, reason)
     return ClassicalFallbackSegmenter(kind, reason)
-
-
-@functools.lru_cache(maxsize=8)
-def _cached(config_key: tuple[str, str, str]) -> NerveSegmenter:
-    return make_segmenter()
-
-
-def default_segmenter() -> NerveSegmenter:
-    """The configured segmenter, built once per process (and per configuration/environment)."""
-    key = (os.environ.get(ENV_CONFIG, ""), os.environ.get(ENV_KIND, ""), os.environ.get(ENV_MODEL, ""))
-    return _cached(key)
 
 
 class ModelMismatchError(RuntimeError):
@@ -256,8 +261,8 @@ class SegmenterSpec:
     kind : str
         ``classical``, ``learned`` or ``auto``.
     model : str
-        The ONNX file as configured: relative to the repository root when it
-        lies inside it, so that a worker finds its own copy ('' for classical).
+        The ONNX file: a shipped model by its file name, so that a worker
+        finds its own copy; any other by its absolute path ('' for classical).
     model_sha256 : str
         SHA-256 of the model file where the run was set up; '' when there
         was no usable model there (then every worker uses the classical
@@ -284,7 +289,7 @@ class SegmenterSpec:
         cfg = config or load_segmentation_config()
         if cfg.segmenter == "classical":
             return cls()
-        path = _resolve(cfg.model)
+        path = Path(cfg.model)
         parameters = json.dumps({"learned": cfg.learned, "auto": cfg.auto}, sort_keys=True)
         probe = make_segmenter(config=cfg)
         if isinstance(probe, ClassicalFallbackSegmenter):
@@ -298,6 +303,14 @@ class SegmenterSpec:
             {"kind": self.kind, "model_sha256": self.model_sha256, "parameters": self.parameters},
             sort_keys=True,
         )
+
+    def describe(self) -> str:
+        """One line for logs and manifests."""
+        if self.kind == "classical":
+            return "classical"
+        if self.unavailable:
+            return f"{self.kind} unavailable ({self.unavailable}): classical used"
+        return f"{self.kind} {self.model} sha256:{self.model_sha256[:12]}"
 
     def build(self) -> NerveSegmenter:
         """The segmenter this spec describes.
@@ -313,7 +326,7 @@ class SegmenterSpec:
             return ClassicalFallbackSegmenter(self.kind, self.unavailable or "model unavailable")
         data = json.loads(self.parameters)
         cfg = SegmentationConfig(
-            self.kind, _resolve(self.model), data.get("learned", {}), data.get("auto", {}), source="run settings"
+            self.kind, resolve_model_path(self.model), data.get("learned", {}), data.get("auto", {}), source="run settings"
         )
         segmenter = make_segmenter(config=cfg)
         if isinstance(segmenter, ClassicalFallbackSegmenter):
@@ -375,12 +388,17 @@ def load_muscle_boundary_config(path: str | os.PathLike[str] | None = None) -> M
     cfg_path, data = _config_section(path, "muscle")
     unknown = set(data) - {"boundaries", "model", "learned"}
     if unknown:
-        raise ValueError(f"{cfg_path}: muscle: unknown keys {', '.join(sorted(unknown))}")
+        raise UsageError(f"{cfg_path}: muscle: unknown keys {', '.join(sorted(unknown))}")
     kind = str(os.environ.get(ENV_MUSCLE_KIND) or data.get("boundaries", "learned")).strip().lower()
-    model = os.environ.get(ENV_MUSCLE_MODEL) or data.get("model")
+    if os.environ.get(ENV_MUSCLE_MODEL):
+        model = resolve_model_path(os.environ[ENV_MUSCLE_MODEL])
+    elif data.get("model"):
+        model = resolve_model_path(str(data["model"]), relative_to=cfg_path.parent)
+    else:
+        model = _default_aponeurosis_model_path()
     return MuscleBoundaryConfig(
         boundaries=kind,
-        model=_resolve(model) if model else _default_aponeurosis_model_path(),
+        model=model,
         learned=dict(data.get("learned") or {}),
         source=str(cfg_path) if cfg_path.is_file() else "built-in defaults",
     )
@@ -397,7 +415,7 @@ def make_boundary_finder(
     ``learned`` without a usable model file gives the classical band search
     with a ``fallback_note`` (written into the SR) and a logged warning.
     """
-    from pipeline.measurements.muscle import ClassicalBandSearch
+    from pipeline.segmentation.muscle_bands import ClassicalBandSearch
 
     cfg = config or load_muscle_boundary_config()
     kind = (kind or cfg.boundaries).strip().lower()
@@ -408,7 +426,7 @@ def make_boundary_finder(
     from pipeline.segmentation.aponeurosis import AponeurosisNet, AponeurosisParameters, LearnedAponeurosisFinder
 
     parameters = _parameters(AponeurosisParameters, cfg.learned, "muscle learned")
-    model_path = _resolve(model if model is not None else cfg.model)
+    model_path = resolve_model_path(model) if model is not None else Path(cfg.model)
     try:
         return LearnedAponeurosisFinder(AponeurosisNet(model_path), parameters)
     except FileNotFoundError:
@@ -419,12 +437,87 @@ def make_boundary_finder(
     return ClassicalBandSearch(f"learned finder unavailable: {reason}")
 
 
-@functools.lru_cache(maxsize=8)
-def _cached_finder(config_key: tuple[str, str, str]) -> Any:
-    return make_boundary_finder()
+@dataclass(frozen=True)
+class BoundarySpec:
+    """A muscle boundary finder choice that travels to another process or machine.
 
+    Like :class:`SegmenterSpec`: made where the run is set up
+    (:meth:`from_config`), built the same everywhere (:meth:`build`), the
+    model pinned by its SHA-256.
 
-def default_boundary_finder() -> Any:
-    """The configured muscle boundary finder, built once per process (and per configuration/environment)."""
-    key = (os.environ.get(ENV_CONFIG, ""), os.environ.get(ENV_MUSCLE_KIND, ""), os.environ.get(ENV_MUSCLE_MODEL, ""))
-    return _cached_finder(key)
+    Attributes
+    ----------
+    kind : str
+        ``learned`` or ``classical``.
+    model : str
+        The aponeurosis ONNX file (a shipped model by its name; '' for classical).
+    model_sha256 : str
+        Its SHA-256 where the run was set up ('' when unusable there).
+    parameters : str
+        ``learned`` overrides as canonical JSON.
+    unavailable : str
+        Why the learned finder could not be used where the run was set up.
+    """
+
+    kind: str = "classical"
+    model: str = ""
+    model_sha256: str = ""
+    parameters: str = "{}"
+    unavailable: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in MUSCLE_KINDS:
+            raise ValueError(f"unknown muscle boundaries {self.kind!r} (choose one of {', '.join(MUSCLE_KINDS)})")
+
+    @classmethod
+    def from_config(cls, config: MuscleBoundaryConfig | None = None) -> BoundarySpec:
+        """The spec of ``config`` (default: the configured one, environment overrides included)."""
+        from pipeline.segmentation.muscle_bands import ClassicalBandSearch
+
+        cfg = config or load_muscle_boundary_config()
+        if cfg.boundaries == "classical":
+            return cls()
+        parameters = json.dumps(cfg.learned, sort_keys=True)
+        probe = make_boundary_finder(config=cfg)
+        if isinstance(probe, ClassicalBandSearch):
+            reason = probe.fallback_note.removeprefix("learned finder unavailable: ")
+            return cls("learned", _display(Path(cfg.model)), "", parameters, reason)
+        return cls("learned", _display(Path(cfg.model)), probe.net.sha256, parameters)
+
+    @property
+    def key(self) -> str:
+        """What of the choice changes results (for run fingerprints)."""
+        return json.dumps({"kind": self.kind, "model_sha256": self.model_sha256, "parameters": self.parameters}, sort_keys=True)
+
+    def describe(self) -> str:
+        """One line for logs and manifests."""
+        if self.kind == "classical":
+            return "classical band search"
+        if self.unavailable:
+            return f"learned unavailable ({self.unavailable}): classical band search used"
+        return f"learned {self.model} sha256:{self.model_sha256[:12]}"
+
+    def build(self) -> Any:
+        """The boundary finder this spec describes.
+
+        Raises
+        ------
+        ModelMismatchError
+            The model file here is missing or differs from the one the spec was made with.
+        """
+        from pipeline.segmentation.muscle_bands import ClassicalBandSearch
+
+        if self.kind == "classical":
+            return ClassicalBandSearch()
+        if not self.model_sha256:
+            return ClassicalBandSearch(f"learned finder unavailable: {self.unavailable or 'model unavailable'}")
+        cfg = MuscleBoundaryConfig("learned", resolve_model_path(self.model), json.loads(self.parameters), source="run settings")
+        finder = make_boundary_finder(config=cfg)
+        if isinstance(finder, ClassicalBandSearch):
+            raise ModelMismatchError(f"aponeurosis model {self.model} not usable here: {finder.fallback_note}")
+        local = finder.net.sha256
+        if local != self.model_sha256:
+            raise ModelMismatchError(
+                f"aponeurosis model {self.model} here has SHA-256 {local[:12]}, the run was set up with {self.model_sha256[:12]}"
+            )
+        return finder

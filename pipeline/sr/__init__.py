@@ -23,9 +23,7 @@ from pipeline.sr.sop import (
     group_by_study,
     header_dataset,
     report_file_name,
-    slim_result,
     study_completeness,
-    write_measurement_reports,
 )
 
 __all__ = [
@@ -46,7 +44,5 @@ __all__ = [
     "nerve_algorithm",
     "read_measurement_report",
     "report_file_name",
-    "slim_result",
     "study_completeness",
-    "write_measurement_reports",
 ]

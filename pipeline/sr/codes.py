@@ -26,6 +26,7 @@ from pydicom.sr.coding import Code
 from pipeline.protocols import Laterality
 
 __all__ = [
+    "ANALYSED_DURATION",
     "AREA",
     "CALIBRATION_NOTE",
     "COLOUR_FLOW",
@@ -34,7 +35,15 @@ __all__ = [
     "DEVICE_OBSERVER_UID",
     "DIAGNOSTIC_ULTRASONOGRAPHY",
     "ECHOGENICITY",
+    "EXCLUDED_DURATION",
     "FAILED_IMAGE",
+    "FASCICULATION_CONFIDENCE",
+    "FASCICULATION_COUNT",
+    "FASCICULATION_DURATION",
+    "FASCICULATION_EXCLUSIONS",
+    "FASCICULATION_PEAK_SPEED",
+    "FASCICULATION_RATE",
+    "FASCICULATION_TIME",
     "FINDING",
     "FINDING_SITE",
     "FRAME_OF_REFERENCE_UID",
@@ -55,19 +64,23 @@ __all__ = [
     "MODALITY_CODES",
     "MM",
     "MM2",
+    "MM_PER_SECOND",
     "NERVE",
     "NOT_MEASURED_REASON",
     "NO_UNITS",
     "PERCENT",
     "PERIMETER",
+    "PER_MINUTE",
     "PIXELS",
     "PIXEL_DATA_COLUMNS",
     "PIXEL_DATA_ROWS",
     "QUALITATIVE_EVALUATIONS",
+    "SECOND",
     "SITE_CODES",
     "SKELETAL_MUSCLE",
     "SOURCE",
     "STANDARD_DEVIATION",
+    "TEMPORAL_EXTENT",
     "THICKNESS",
     "TRACKING_IDENTIFIER",
     "TRACKING_UNIQUE_IDENTIFIER",
@@ -75,7 +88,9 @@ __all__ = [
     "VASCULARITY_INDEX",
     "VESSEL_COUNT",
     "laterality_code",
+    "level_code",
     "local_coding_scheme",
+    "normality_code",
     "site_code",
 ]
 
@@ -195,6 +210,33 @@ VASCULARITY_GRADE = Code("VASC-GRADE", LOCAL_SCHEME, "Vascularity grade")
 #: next to Doppler values, or why there are none ("no colour flow data").
 COLOUR_FLOW = Code("COLOUR-FLOW", LOCAL_SCHEME, "Colour flow")
 
+# Fasciculation (cine clips, CONTRACT.md sections 2, 4 and 5). No standard concept for an automated
+# fasciculation count, rate or event was found in PS3.16 or SNOMED CT observables; local codes.
+
+#: NUM (1): fasciculations detected in the analysed time of a clip.
+FASCICULATION_COUNT = Code("FASC-COUNT", LOCAL_SCHEME, "Fasciculation count")
+#: NUM (/min): fasciculations per minute of analysed time.
+FASCICULATION_RATE = Code("FASC-RATE", LOCAL_SCHEME, "Fasciculation rate")
+#: NUM (s): clip time analysed.
+ANALYSED_DURATION = Code("FASC-ANALYSED", LOCAL_SCHEME, "Analysed duration")
+#: NUM (s): clip time excluded (global motion, blur, noise, widespread motion).
+EXCLUDED_DURATION = Code("FASC-EXCLUDED", LOCAL_SCHEME, "Excluded duration")
+#: NUM (s): one event, the time of peak displacement from the first frame.
+FASCICULATION_TIME = Code("FASC-TIME", LOCAL_SCHEME, "Fasciculation time")
+#: NUM (s), property of an event: time above a quarter of the peak displacement.
+FASCICULATION_DURATION = Code("FASC-DURATION", LOCAL_SCHEME, "Fasciculation duration")
+#: NUM (mm/s), property of an event: peak local speed.
+FASCICULATION_PEAK_SPEED = Code("FASC-SPEED", LOCAL_SCHEME, "Fasciculation peak speed")
+#: NUM (1), property of an event: detection confidence (0 to 1).
+FASCICULATION_CONFIDENCE = Code("FASC-CONFIDENCE", LOCAL_SCHEME, "Fasciculation confidence")
+#: TEXT: frames excluded from the fasciculation analysis, per reason.
+FASCICULATION_EXCLUSIONS = Code("FASC-EXCLUSIONS", LOCAL_SCHEME, "Excluded frames")
+#: Concept name of an event's TCOORD (the time it points at); a local code.
+TEMPORAL_EXTENT = Code("FASC-WHEN", LOCAL_SCHEME, "Time of peak displacement")
+SECOND = Code("s", "UCUM", "second")
+PER_MINUTE = Code("/min", "UCUM", "per minute")
+MM_PER_SECOND = Code("mm/s", "UCUM", "millimeter per second")
+
 
 def local_coding_scheme() -> CodingSchemeIdentificationItem:
     """Coding Scheme Identification item declaring :data:`LOCAL_SCHEME`."""
@@ -236,8 +278,103 @@ SITE_CODES: Mapping[str, Code] = MappingProxyType(
         "biceps muscle": Code("BICEPS", LOCAL_SCHEME, "biceps muscle"),
         "triceps muscle": Code("TRICEPS", LOCAL_SCHEME, "triceps muscle"),
         "forearm flexor muscles": Code("FOREARM-FLEXORS", LOCAL_SCHEME, "forearm flexor muscles"),
+        "cervical nerve root": Code("CERV-ROOT", LOCAL_SCHEME, "cervical nerve root"),
+        "vastus intermedius muscle": Code("VASTUS-INTERMED", LOCAL_SCHEME, "vastus intermedius muscle"),
+        "vastus lateralis muscle": Code("VASTUS-LATERALIS", LOCAL_SCHEME, "vastus lateralis muscle"),
+        "vastus medialis muscle": Code("VASTUS-MEDIALIS", LOCAL_SCHEME, "vastus medialis muscle"),
+        "medial gastrocnemius muscle": Code("GASTROC-MED", LOCAL_SCHEME, "medial gastrocnemius muscle"),
+        "lateral gastrocnemius muscle": Code("GASTROC-LAT", LOCAL_SCHEME, "lateral gastrocnemius muscle"),
+        "biceps brachii muscle": Code("BICEPS-BRACHII", LOCAL_SCHEME, "biceps brachii muscle"),
+        "biceps femoris muscle": Code("BICEPS-FEMORIS", LOCAL_SCHEME, "biceps femoris muscle"),
     }
 )
+
+# --------------------------------------------------------------------------------------
+# Levels along a structure (the `levels:` of configs/protocols.yaml): the Topographical
+# Modifier (SCT 106233006) of the Finding Site. SCT where the region's code is in pydicom's
+# concept dictionary (DICOM content mapping resource: Forearm, Upper arm, Popliteal fossa in
+# CID 7151/8134; Wrist region structure); local codes otherwise (a joint code such as Elbow joint
+# is not the region, so elbow and ankle are local).
+# --------------------------------------------------------------------------------------
+
+LEVEL_CODES: Mapping[str, Code] = MappingProxyType(
+    {
+        "wrist": Code("8205005", "SCT", "Wrist region"),
+        "forearm": Code("14975008", "SCT", "Forearm"),
+        "upper arm": Code("40983000", "SCT", "Upper arm"),
+        "popliteal fossa": Code("32361000", "SCT", "Popliteal fossa"),
+        "elbow": Code("LVL-ELBOW", LOCAL_SCHEME, "elbow level"),
+        "ankle": Code("LVL-ANKLE", LOCAL_SCHEME, "ankle level"),
+        "fibular head": Code("LVL-FIBULAR-HEAD", LOCAL_SCHEME, "fibular head level"),
+        "distal lower leg": Code("LVL-DIST-LOW-LEG", LOCAL_SCHEME, "distal lower leg level"),
+        "trunks": Code("LVL-TRUNKS", LOCAL_SCHEME, "brachial plexus trunks"),
+        "C5": Code("LVL-C5", LOCAL_SCHEME, "C5 level"),
+        "C6": Code("LVL-C6", LOCAL_SCHEME, "C6 level"),
+        "C7": Code("LVL-C7", LOCAL_SCHEME, "C7 level"),
+    }
+)
+
+
+def level_code(level: str) -> Code | None:
+    """The Topographical Modifier code of a level (``None`` for an unknown level, ``""``).
+
+    Levels of a custom rules file that are not in :data:`LEVEL_CODES` get a
+    deterministic local code (``LVL-`` and a hash) whose meaning is the level name.
+    """
+    name = " ".join(str(level).split())
+    if not name:
+        return None
+    known = LEVEL_CODES.get(name) or LEVEL_CODES.get(name.lower())
+    if known is not None:
+        return known
+    return Code("LVL-" + hashlib.sha256(name.lower().encode("utf-8")).hexdigest()[:10].upper(), LOCAL_SCHEME, name[:_MEANING_MAX])
+
+
+# --------------------------------------------------------------------------------------
+# Reference intervals and normality (TID 310 / 312; CID 222, CID 223, CID 226, CID 227),
+# verified in pydicom's concept dictionary.
+# --------------------------------------------------------------------------------------
+
+#: CID 222 Normality.
+NORMAL = Code("17621005", "SCT", "Normal")
+ABNORMALLY_HIGH = Code("371879000", "SCT", "Abnormally High")
+ABNORMALLY_LOW = Code("371880002", "SCT", "Abnormally Low")
+#: CID 223 Normal Range Values.
+NORMAL_RANGE_LOWER_LIMIT = Code("385524004", "SCT", "Normal Range Lower Limit")
+NORMAL_RANGE_UPPER_LIMIT = Code("371933006", "SCT", "Normal Range Upper Limit")
+#: CID 226 Population Statistical Descriptors / CID 227 Sample Statistical Descriptors.
+MEAN_VALUE_OF_POPULATION = Code("373098007", "SCT", "Mean Value of population")
+STANDARD_DEVIATION_OF_POPULATION = Code("121414", "DCM", "Standard deviation of population")
+Z_SCORE = Code("121416", "DCM", "Z-Score of measurement")
+
+#: TEXT (document level): what the flags are (decision support, not diagnosis) and which tables.
+REFERENCE_NOTE = Code("REFERENCE-NOTE", LOCAL_SCHEME, "Reference comparison note")
+#: TEXT (per value): why a value has no normality (no row, level unknown, missing covariate).
+REFERENCE_NOT_APPLIED = Code("REFERENCE-NONE", LOCAL_SCHEME, "Reference not applied")
+
+# Study-level derived values (findings.csv); no standard concept was found for them.
+#: NUM (1): CSA at one level divided by CSA at another (wrist-to-forearm ratio).
+LEVEL_RATIO = Code("LEVEL-RATIO", LOCAL_SCHEME, "CSA ratio between levels")
+#: NUM (mm2): CSA at one level minus CSA at another (delta CSA).
+LEVEL_DIFFERENCE = Code("LEVEL-DIFFERENCE", LOCAL_SCHEME, "CSA difference between levels")
+#: NUM: right minus left at the same structure and level.
+SIDE_DIFFERENCE = Code("RIGHT-MINUS-LEFT", LOCAL_SCHEME, "Right minus left")
+#: NUM (1): sites enlarged against the nerve limits.
+SITES_ENLARGED = Code("SITES-ENLARGED", LOCAL_SCHEME, "Nerve sites enlarged")
+#: TEXT: focal / multifocal / diffuse enlargement, and the inputs of a derived value.
+ENLARGEMENT_PATTERN = Code("ENLARGE-PATTERN", LOCAL_SCHEME, "Enlargement pattern")
+FINDING_INPUTS = Code("FINDING-INPUTS", LOCAL_SCHEME, "Derived from")
+
+
+def normality_code(flag: str) -> Code | None:
+    """CID 222 code of a flag: normal, abnormally high (enlarged, increased), low (reduced, decreased); none: ``None``."""
+    return {
+        "normal": NORMAL,
+        "enlarged": ABNORMALLY_HIGH,
+        "increased": ABNORMALLY_HIGH,
+        "reduced": ABNORMALLY_LOW,
+        "decreased": ABNORMALLY_LOW,
+    }.get(str(flag))
 
 _CODE_VALUE_MAX = 16  # Code Value is SH
 _MEANING_MAX = 64  # Code Meaning is LO

@@ -34,9 +34,8 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from types import ModuleType
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 import highdicom as hd
@@ -44,7 +43,7 @@ import numpy as np
 from pydicom.dataset import Dataset
 from pydicom.sr.coding import Code
 
-from pipeline import __version__
+from pipeline.algorithm import AlgorithmIdentity, format_parameter, segmenter_identity
 from pipeline.analysis import FrameResult, ImageResult
 from pipeline.calibration import CalibrationSource
 from pipeline.measurements import vascularity as vascularity_module
@@ -52,7 +51,14 @@ from pipeline.measurements.muscle import MuscleMeasurement
 from pipeline.measurements.nerve import NerveMeasurement
 from pipeline.measurements.vascularity import Vascularity
 from pipeline.protocols import Laterality, Protocol
+from pipeline.reference.flags import Flag, ReferenceReading
+from pipeline.reference.keys import ReadingKey
 from pipeline.sr import codes
+
+#: Readings of the values of a study (``pipeline.reference.readings_for_rows``), by value.
+Readings = Mapping[ReadingKey, ReferenceReading]
+#: Values whose missing reference is said in the SR (the others have none to expect).
+_FLAGGED_MEASUREMENTS = frozenset({"cross_sectional_area", "thickness", "echogenicity_mean"})
 
 __all__ = [
     "SCOORD_OFFSET",
@@ -175,107 +181,46 @@ class SourceImage:
         )
 
 
-@dataclass(frozen=True)
-class AlgorithmInfo:
-    """What TID 4019 Algorithm Identification records: name, version, parameters.
+#: What TID 4019 Algorithm Identification records (name, version, parameters): the identity a
+#: frame result carries (:class:`pipeline.algorithm.AlgorithmIdentity`), written as it is.
+AlgorithmInfo = AlgorithmIdentity
 
-    Parameters are ``"name=value"`` strings for every setting that affects
-    the results.
+
+def algorithm_template(info: AlgorithmIdentity) -> hd.sr.AlgorithmIdentification:
+    """The TID 4019 items, built once per algorithm and shared by every group that cites it.
+
+    A report repeats them in each group (up to ~20 TEXT items each); the
+    items are never modified after construction, and pydicom writes a
+    shared item wherever it appears, so building them once saves a
+    fifth of the document's build time.
     """
-
-    name: str
-    version: str
-    parameters: tuple[str, ...] = field(default=())
-
-    def __post_init__(self) -> None:
-        if not self.name or not self.version:
-            raise ValueError("an algorithm needs a name and a version")
-
-    def to_template(self) -> hd.sr.AlgorithmIdentification:
-        """The TID 4019 items, built once per algorithm and shared by every group that cites it.
-
-        A report repeats them in each group (up to ~20 TEXT items each); the
-        items are never modified after construction, and pydicom writes a
-        shared item wherever it appears, so building them once saves a
-        fifth of the document's build time.
-        """
-        return _algorithm_template(self)
+    return _algorithm_template(info)
 
 
 @functools.lru_cache(maxsize=16)
-def _algorithm_template(info: AlgorithmInfo) -> hd.sr.AlgorithmIdentification:
+def _algorithm_template(info: AlgorithmIdentity) -> hd.sr.AlgorithmIdentification:
     return hd.sr.AlgorithmIdentification(name=info.name, version=info.version, parameters=list(info.parameters) or None)
 
 
-def _format_parameter(name: str, value: object) -> str:
-    if isinstance(value, float):
-        return f"{name}={value:.10g}"
-    if isinstance(value, (tuple, list)):
-        return f"{name}=" + ",".join(f"{v:.10g}" if isinstance(v, float) else str(v) for v in value)
-    return f"{name}={value}"
+def nerve_algorithm(segmenter: object) -> AlgorithmIdentity:
+    """Algorithm Identification of the nerve measurement made by ``segmenter``
+    (:func:`pipeline.algorithm.segmenter_identity`; what :func:`pipeline.analysis.analyze_frame` stamps)."""
+    return segmenter_identity(segmenter)
 
 
-def nerve_algorithm(segmenter: object | None = None) -> AlgorithmInfo:
-    """Algorithm Identification of the nerve measurement.
+def muscle_algorithm() -> AlgorithmIdentity:
+    """Algorithm Identification of the muscle measurement (:func:`pipeline.analysis.muscle_identity`)."""
+    from pipeline.analysis import muscle_identity
 
-    Parameters
-    ----------
-    segmenter : NerveSegmenter, optional
-        The segmenter that produced the contours (default: the one
-        configured in ``configs/segmentation.yaml``, see
-        :func:`pipeline.segmentation.factory.default_segmenter`). Its
-        ``name``/``version`` name the algorithm (a learned segmenter's version
-        holds its model version and the first 12 hex digits of the ONNX
-        file's SHA-256); ``parameters.as_dict()``, when present, lists its
-        parameters (model file, hash, settings). A classical segmenter
-        standing in for a learned one whose model is missing says so in a
-        ``fallback=`` parameter.
-    """
-    if segmenter is None:
-        from pipeline.segmentation.factory import default_segmenter
-
-        segmenter = default_segmenter()
-    name = str(getattr(segmenter, "name", "") or type(segmenter).__name__)
-    version = str(getattr(segmenter, "version", "") or "unknown")
-    params: list[str] = [f"mskus={__version__}"]
-    fallback = str(getattr(segmenter, "fallback_note", "") or "")
-    if fallback:
-        params.append(f"fallback={fallback}")
-    parameters = getattr(segmenter, "parameters", None)
-    as_dict = getattr(parameters, "as_dict", None)
-    if callable(as_dict):
-        params.extend(_format_parameter(k, v) for k, v in sorted(as_dict().items()))
-    return AlgorithmInfo(name=name, version=version, parameters=tuple(params))
+    return muscle_identity()
 
 
-def _module_constants(module: ModuleType) -> list[str]:
-    """Public UPPER_CASE numeric/text settings of a module, as ``name=value``."""
-    out = []
-    for key in sorted(vars(module)):
-        if not key[0].isalpha() or key.upper() != key:
-            continue
-        value = getattr(module, key)
-        if isinstance(value, bool) or not isinstance(value, (int, float, str, tuple)):
-            continue
-        if isinstance(value, tuple) and not all(isinstance(v, (int, float)) for v in value):
-            continue
-        if key.startswith("DEEP_BOUNDARY_"):
-            continue  # labels, not settings
-        out.append(_format_parameter(key.lower(), value))
-    return out
-
-
-def muscle_algorithm() -> AlgorithmInfo:
-    """Algorithm Identification of the muscle thickness / echogenicity measurement.
-
-    Its parameters are the public settings of
-    :mod:`pipeline.measurements.muscle` (ROI margin and width, assumed
-    dynamic range, tilt search, ...), read at call time.
-    """
-    from pipeline.measurements import muscle as muscle_module
-
-    params = [f"mskus={__version__}", *_module_constants(muscle_module)]
-    return AlgorithmInfo(name="mskus-muscle", version=__version__, parameters=tuple(params))
+def _frame_algorithm(frame: FrameResult, override: AlgorithmIdentity | None) -> AlgorithmIdentity:
+    """What measured ``frame``: the caller's override, else the identity the result carries."""
+    algorithm = override or frame.algorithm
+    if algorithm is None:
+        raise ValueError(f"frame {frame.frame_number}: the result carries no algorithm identity")
+    return algorithm
 
 
 # --------------------------------------------------------------------------------------
@@ -315,15 +260,101 @@ def _text(name: Code, value: str) -> hd.sr.TextContentItem:
     )
 
 
-def _measurement(name: Code, value: float, unit: Code, derivation: Code | None = None) -> hd.sr.Measurement:
+def _measurement(
+    name: Code, value: float, unit: Code, derivation: Code | None = None, reading: ReferenceReading | None = None
+) -> hd.sr.Measurement:
     value = float(value)
     if not np.isfinite(value):
         raise ValueError(f"{name.meaning}: value {value} is not finite")
-    return hd.sr.Measurement(name=name, value=value, unit=unit, derivation=derivation)
+    return hd.sr.Measurement(
+        name=name, value=value, unit=unit, derivation=derivation, properties=reference_properties(reading, unit)
+    )
 
 
-def _finding_site(site: str, laterality: Laterality) -> hd.sr.FindingSite:
-    return hd.sr.FindingSite(anatomic_location=codes.site_code(site), laterality=codes.laterality_code(laterality))
+def _interval_text(reading: ReferenceReading, unit: Code) -> str:
+    low, high = reading.reference_low, reading.reference_high
+    edge = "at a limit normal" if reading.at_cutoff.value == "normal" else "at a limit abnormal"
+    if low is not None and high is not None:
+        interval = f"{low:.4g} to {high:.4g} {unit.value}"
+    elif high is not None:
+        interval = f"up to {high:.4g} {unit.value}"
+    elif low is not None:
+        interval = f"from {low:.4g} {unit.value}"
+    else:
+        interval = "no interval"
+    if reading.z_score is None:
+        interval += f" ({edge})"
+    return f"Normal range {interval}. Source: {reading.reference_source}"
+
+
+def reference_properties(reading: ReferenceReading | None, unit: Code) -> hd.sr.MeasurementProperties | None:
+    """TID 310 Measurement Properties of a flagged value: Normality (CID 222), the Normal Range
+    (TID 312: lower / upper limit, CID 223, and its source as the description) and, for a z-score
+    model, the population mean and SD at the patient's covariates and the z-score (TID 311).
+    ``None`` when the value has no reference (flag ``none``)."""
+    if reading is None or reading.flag is Flag.NONE:
+        return None
+    has_props = hd.sr.RelationshipTypeValues.HAS_PROPERTIES
+    limits = [
+        hd.sr.NumContentItem(name=code, value=float(limit), unit=unit, relationship_type=has_props)
+        for code, limit in (
+            (codes.NORMAL_RANGE_LOWER_LIMIT, reading.reference_low),
+            (codes.NORMAL_RANGE_UPPER_LIMIT, reading.reference_high),
+        )
+        if limit is not None
+    ]
+    normal_range = hd.sr.NormalRangeProperties(values=limits, description=_interval_text(reading, unit)) if limits else None
+    statistics = None
+    if reading.z_score is not None and reading.population_mean is not None and reading.population_sd is not None:
+        statistics = hd.sr.MeasurementStatisticalProperties(
+            values=[
+                hd.sr.NumContentItem(
+                    name=codes.MEAN_VALUE_OF_POPULATION, value=reading.population_mean, unit=unit, relationship_type=has_props
+                ),
+                hd.sr.NumContentItem(
+                    name=codes.STANDARD_DEVIATION_OF_POPULATION, value=reading.population_sd, unit=unit,
+                    relationship_type=has_props,
+                ),
+                hd.sr.NumContentItem(
+                    name=codes.Z_SCORE, value=reading.z_score, unit=codes.NO_UNITS, relationship_type=has_props
+                ),
+            ],
+            description=" ".join(f"{reading.reason} {reading.reference_source}".split()),
+        )
+    return hd.sr.MeasurementProperties(
+        normality=codes.normality_code(reading.flag.value),
+        normal_range_properties=normal_range,
+        measurement_statistical_properties=statistics,
+    )
+
+
+def _reading(
+    readings: Readings | None, source: SourceImage, frame: FrameResult, structure: str, measurement: str
+) -> ReferenceReading | None:
+    if not readings:
+        return None
+    return readings.get(ReadingKey(source.sop_instance_uid, frame.frame_number, structure, measurement))
+
+
+def _reference_notes(
+    readings: Readings | None, source: SourceImage, frame: FrameResult, structure: str, measurements: Iterable[str]
+) -> list[hd.sr.TextContentItem]:
+    """TEXT items saying why a value that is usually flagged has no reference here."""
+    notes = []
+    for name in measurements:
+        reading = _reading(readings, source, frame, structure, name)
+        if reading is not None and reading.flag is Flag.NONE and name in _FLAGGED_MEASUREMENTS and reading.reason:
+            notes.append(_text(codes.REFERENCE_NOT_APPLIED, f"{name}: {reading.reason}"))
+    return notes
+
+
+def _finding_site(site: str, laterality: Laterality, level: str = "") -> hd.sr.FindingSite:
+    """Finding Site: the structure, its laterality and (as Topographical Modifier) the level, when known."""
+    return hd.sr.FindingSite(
+        anatomic_location=codes.site_code(site),
+        laterality=codes.laterality_code(laterality),
+        topographical_modifier=codes.level_code(level),
+    )
 
 
 def _side_label(laterality: Laterality) -> str:
@@ -449,7 +480,13 @@ def image_library(datasets: Sequence[Dataset]) -> hd.sr.ContainerContentItem:
 
 
 def nerve_group(
-    frame: FrameResult, nerve: NerveMeasurement, source: SourceImage, algorithm: AlgorithmInfo, *, index: int = 1
+    frame: FrameResult,
+    nerve: NerveMeasurement,
+    source: SourceImage,
+    algorithm: AlgorithmInfo,
+    *,
+    index: int = 1,
+    readings: Readings | None = None,
 ) -> hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations:
     """TID 1410 group of one nerve: closed contour, CSA and shape (mm) and echogenicity.
 
@@ -457,19 +494,28 @@ def nerve_group(
     later are tracked as "nerve contour k".
     """
     region = source.image_region(to_scoord(nerve.contour_px, closed=True), frame.frame_number)
+    structure = frame.site if index == 1 else f"{frame.site} (nerve {index})"
+
+    def reading(name: str) -> ReferenceReading | None:
+        return _reading(readings, source, frame, structure, name)
+
     measurements: list[hd.sr.Measurement] = []
     mm_values = (
-        (codes.AREA, nerve.cross_sectional_area_mm2, codes.MM2),
-        (codes.PERIMETER, nerve.perimeter_mm, codes.MM),
-        (codes.MAJOR_AXIS, nerve.major_axis_mm, codes.MM),
-        (codes.MINOR_AXIS, nerve.minor_axis_mm, codes.MM),
+        (codes.AREA, nerve.cross_sectional_area_mm2, codes.MM2, "cross_sectional_area"),
+        (codes.PERIMETER, nerve.perimeter_mm, codes.MM, "perimeter"),
+        (codes.MAJOR_AXIS, nerve.major_axis_mm, codes.MM, "major_axis"),
+        (codes.MINOR_AXIS, nerve.minor_axis_mm, codes.MM, "minor_axis"),
     )
-    mm_reported = all(value is not None for _, value, _ in mm_values)
+    mm_reported = all(value is not None for _, value, _, _ in mm_values)
     if mm_reported:
-        measurements.extend(_measurement(name, value, unit) for name, value, unit in mm_values)  # type: ignore[arg-type]
+        measurements.extend(
+            _measurement(name, value, unit, reading=reading(key)) for name, value, unit, key in mm_values  # type: ignore[arg-type]
+        )
     echo = nerve.echogenicity
-    measurements.append(_measurement(codes.ECHOGENICITY, echo.mean, codes.NO_UNITS, codes.MEAN))
-    measurements.append(_measurement(codes.ECHOGENICITY, echo.sd, codes.NO_UNITS, codes.STANDARD_DEVIATION))
+    measurements.append(_measurement(codes.ECHOGENICITY, echo.mean, codes.NO_UNITS, codes.MEAN, reading("echogenicity_mean")))
+    measurements.append(
+        _measurement(codes.ECHOGENICITY, echo.sd, codes.NO_UNITS, codes.STANDARD_DEVIATION, reading("echogenicity_sd"))
+    )
     doppler = getattr(frame, "doppler", None)
     vascularity = doppler.nerve(index - 1) if doppler is not None else None
     doppler_notes: list[hd.sr.TextContentItem] = []
@@ -482,11 +528,12 @@ def nerve_group(
         tracking_identifier=_tracking(source, frame, "nerve contour" if index == 1 else f"nerve contour {index}"),
         referenced_region=region,
         finding_type=codes.NERVE,
-        finding_sites=[_finding_site(frame.site, frame.laterality)],
-        algorithm_id=algorithm.to_template(),
+        finding_sites=[_finding_site(frame.site, frame.laterality, getattr(frame, "level", ""))],
+        algorithm_id=algorithm_template(algorithm),
         measurements=measurements,
     )
-    return _with_texts(group, _notes(frame, mm_reported=mm_reported) + doppler_notes)
+    references = _reference_notes(readings, source, frame, structure, ("cross_sectional_area",)) if mm_reported else []
+    return _with_texts(group, _notes(frame, mm_reported=mm_reported) + doppler_notes + references)
 
 
 def _vascularity_measurements(value: Vascularity, *, nerve: bool) -> list[hd.sr.Measurement]:
@@ -522,49 +569,61 @@ def _with_vascularity_parameters(algorithm: AlgorithmInfo) -> AlgorithmInfo:
 
 
 def muscle_groups(
-    frame: FrameResult, muscle: MuscleMeasurement, source: SourceImage, algorithm: AlgorithmInfo
+    frame: FrameResult,
+    muscle: MuscleMeasurement,
+    source: SourceImage,
+    algorithm: AlgorithmInfo,
+    *,
+    readings: Readings | None = None,
 ) -> list[MeasurementGroupTemplate]:
     """The thickness group (caliper) and the echogenicity group (ROI) of one muscle frame."""
     # The boundary finder that placed this caliper (learned model and hash, or the classical search
     # with the reason it stands in) is part of the algorithm's identity.
     algorithm = dataclasses.replace(
-        algorithm, parameters=(*algorithm.parameters, _format_parameter("boundaries", muscle.boundaries))
+        algorithm, parameters=(*algorithm.parameters, format_parameter("boundaries", muscle.boundaries))
     )
     if muscle.layer != 1:
         algorithm = dataclasses.replace(
-            algorithm, parameters=(*algorithm.parameters, _format_parameter("muscle_layer", muscle.layer))
+            algorithm, parameters=(*algorithm.parameters, format_parameter("muscle_layer", muscle.layer))
         )
     if not muscle.site.is_default:
         algorithm = dataclasses.replace(
-            algorithm, parameters=(*algorithm.parameters, _format_parameter("thickness_site", muscle.site.describe()))
+            algorithm, parameters=(*algorithm.parameters, format_parameter("thickness_site", muscle.site.describe()))
         )
-    site = [_finding_site(frame.site, frame.laterality)]
+    site = [_finding_site(frame.site, frame.laterality, getattr(frame, "level", ""))]
     groups: list[MeasurementGroupTemplate] = []
+
+    def reading(name: str) -> ReferenceReading | None:
+        return _reading(readings, source, frame, frame.site, name)
 
     caliper = source.image_region(
         to_scoord(np.asarray(muscle.caliper_px, dtype=np.float64), closed=False), frame.frame_number
     )
     thickness: list[hd.sr.Measurement] = []
     if muscle.thickness_mm is not None:
-        thickness.append(_measurement(codes.THICKNESS, muscle.thickness_mm, codes.MM))
+        thickness.append(_measurement(codes.THICKNESS, muscle.thickness_mm, codes.MM, reading=reading("thickness")))
     thickness_group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=_tracking(source, frame, "thickness caliper"),
         referenced_region=caliper,
         finding_type=codes.SKELETAL_MUSCLE,
         finding_sites=site,
-        algorithm_id=algorithm.to_template(),
+        algorithm_id=algorithm_template(algorithm),
         measurements=thickness or None,
     )
-    groups.append(_with_texts(thickness_group, _notes(frame, mm_reported=bool(thickness))))
+    thickness_notes = _notes(frame, mm_reported=bool(thickness))
+    if thickness:
+        thickness_notes += _reference_notes(readings, source, frame, frame.site, ("thickness",))
+    groups.append(_with_texts(thickness_group, thickness_notes))
 
     echo = muscle.echogenicity
     if echo is not None:
         echo_measurements = [
-            _measurement(codes.ECHOGENICITY, echo.mean, codes.NO_UNITS, codes.MEAN),
-            _measurement(codes.ECHOGENICITY, echo.sd, codes.NO_UNITS, codes.STANDARD_DEVIATION),
-            _measurement(codes.ECHOGENICITY, echo.median, codes.NO_UNITS, codes.MEDIAN),
+            _measurement(codes.ECHOGENICITY, echo.mean, codes.NO_UNITS, codes.MEAN, reading("echogenicity_mean")),
+            _measurement(codes.ECHOGENICITY, echo.sd, codes.NO_UNITS, codes.STANDARD_DEVIATION, reading("echogenicity_sd")),
+            _measurement(codes.ECHOGENICITY, echo.median, codes.NO_UNITS, codes.MEDIAN, reading("echogenicity_median")),
         ]
         notes = [_text(codes.CALIBRATION_NOTE, frame.reason)] if frame.reason else []
+        notes += _reference_notes(readings, source, frame, frame.site, ("echogenicity_mean",))
         # The ROI's vascularity (Doppler frames) sits in the same group: it is measured over the same ROI.
         doppler = getattr(frame, "doppler", None)
         if doppler is not None and doppler.muscle is not None:
@@ -579,7 +638,7 @@ def muscle_groups(
                 referenced_region=source.image_region(to_scoord(roi, closed=True), frame.frame_number),
                 finding_type=codes.SKELETAL_MUSCLE,
                 finding_sites=site,
-                algorithm_id=algorithm.to_template(),
+                algorithm_id=algorithm_template(algorithm),
                 measurements=echo_measurements,
             )
         else:  # no outline to draw: keep the values, referenced to the image
@@ -587,7 +646,7 @@ def muscle_groups(
                 tracking_identifier=_tracking(source, frame, "echogenicity"),
                 finding_type=codes.SKELETAL_MUSCLE,
                 finding_sites=site,
-                algorithm_id=algorithm.to_template(),
+                algorithm_id=algorithm_template(algorithm),
                 measurements=echo_measurements,
                 source_images=[source.for_group(frame.frame_number)],
             )
@@ -614,7 +673,7 @@ def not_measured_group(
     sites = None
     if frame is not None:
         finding = codes.NERVE if frame.protocol is Protocol.NERVE else codes.SKELETAL_MUSCLE
-        sites = [_finding_site(frame.site, frame.laterality)]
+        sites = [_finding_site(frame.site, frame.laterality, getattr(frame, "level", ""))]
         if source is not None:
             tracking = _tracking(source, frame, "not measured")
         else:
@@ -626,7 +685,7 @@ def not_measured_group(
         tracking_identifier=tracking,
         finding_type=finding,
         finding_sites=sites,
-        algorithm_id=algorithm.to_template() if algorithm is not None else None,
+        algorithm_id=algorithm_template(algorithm) if algorithm is not None else None,
         source_images=[source.for_group(frame.frame_number if frame is not None else None)] if source else None,
     )
     return _with_texts(group, [_text(codes.NOT_MEASURED_REASON, reason)])
@@ -636,17 +695,21 @@ def frame_groups(
     frame: FrameResult,
     source: SourceImage,
     *,
-    nerve_algo: AlgorithmInfo,
-    muscle_algo: AlgorithmInfo,
+    nerve_algo: AlgorithmInfo | None = None,
+    muscle_algo: AlgorithmInfo | None = None,
+    readings: Readings | None = None,
 ) -> list[MeasurementGroupTemplate]:
-    """All groups of one analysed frame (measured or not)."""
+    """All groups of one analysed frame (measured or not); ``readings`` add reference intervals and normality."""
     if frame.nerve is not None:
         # One group per nerve: the best, then any further nerve regions of the frame.
         nerves = [frame.nerve, *getattr(frame, "extra_nerves", ())]
-        return [nerve_group(frame, n, source, nerve_algo, index=k) for k, n in enumerate(nerves, start=1)]
+        return [
+            nerve_group(frame, n, source, _frame_algorithm(frame, nerve_algo), index=k, readings=readings)
+            for k, n in enumerate(nerves, start=1)
+        ]
     if frame.muscle is not None:
-        return muscle_groups(frame, frame.muscle, source, muscle_algo)
-    algorithm = nerve_algo if frame.protocol is Protocol.NERVE else muscle_algo
+        return muscle_groups(frame, frame.muscle, source, _frame_algorithm(frame, muscle_algo), readings=readings)
+    algorithm = frame.algorithm or (nerve_algo if frame.protocol is Protocol.NERVE else muscle_algo)
     return [
         not_measured_group(source, frame.reason or "not measured", frame=frame, algorithm=algorithm)
     ]
@@ -656,14 +719,22 @@ def image_groups(
     result: ImageResult,
     source: SourceImage | None,
     *,
-    nerve_algo: AlgorithmInfo,
-    muscle_algo: AlgorithmInfo,
+    nerve_algo: AlgorithmInfo | None = None,
+    muscle_algo: AlgorithmInfo | None = None,
+    readings: Readings | None = None,
 ) -> list[MeasurementGroupTemplate]:
     """Groups of one image: per frame, plus one for an image-level error."""
     groups: list[MeasurementGroupTemplate] = []
     if source is not None:
         for frame in result.frames:
-            groups.extend(frame_groups(frame, source, nerve_algo=nerve_algo, muscle_algo=muscle_algo))
+            groups.extend(frame_groups(frame, source, nerve_algo=nerve_algo, muscle_algo=muscle_algo, readings=readings))
+    fasciculation = getattr(result, "fasciculation", None)
+    if fasciculation is not None and source is not None and result.protocol is not None:
+        # Imported here: pipeline.sr.fasciculation builds on this module.
+        from pipeline.sr.fasciculation import fasciculation_group
+
+        laterality = result.frames[0].laterality if result.frames else Laterality.UNKNOWN
+        groups.append(fasciculation_group(fasciculation, source, site=result.protocol.site, laterality=laterality))
     if result.failed:
         label = source.label if source is not None else (result.source_file or result.sop_instance_uid)
         groups.append(not_measured_group(source, result.error, label=label))

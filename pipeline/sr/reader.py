@@ -34,6 +34,7 @@ __all__ = [
     "NotStructuredReportError",
     "NumericMeasurement",
     "SpatialCoordinates",
+    "TemporalCoordinates",
     "TextObservation",
     "VerifyingObserver",
     "read_measurement_report",
@@ -58,6 +59,14 @@ _LATERALITY = ("SCT", "272741003")
 _TOPOGRAPHICAL_MODIFIER = ("SCT", "106233006")
 _DERIVATION = ("DCM", "121401")
 _METHOD = ("SCT", "370129005")
+# TID 310 / 311 / 312 Measurement Properties: normality, normal range, population statistics.
+_NORMALITY = ("DCM", "121402")
+_NORMAL_RANGE_LOWER = ("SCT", "385524004")
+_NORMAL_RANGE_UPPER = ("SCT", "371933006")
+_NORMAL_RANGE_DESCRIPTION = ("DCM", "121407")
+_POPULATION_MEAN = ("SCT", "373098007")
+_POPULATION_SD = ("DCM", "121414")
+_Z_SCORE = ("DCM", "121416")
 _PROCEDURE_REPORTED = ("DCM", "121058")
 _ALGORITHM_NAME = ("DCM", "111001")
 _ALGORITHM_VERSION = ("DCM", "111003")
@@ -125,6 +134,22 @@ class SpatialCoordinates:
 
 
 @dataclass(frozen=True)
+class TemporalCoordinates:
+    """A TCOORD: when, in a referenced image or waveform (PS3.3 C.18.7).
+
+    ``time_offsets_s`` are Referenced Time Offsets (s from the start of the
+    referenced data); ``sample_positions`` Referenced Sample Positions;
+    ``image`` the referenced image (and frames) it is SELECTED FROM.
+    """
+
+    concept: CodedValue | None
+    range_type: str
+    time_offsets_s: tuple[float, ...] = ()
+    sample_positions: tuple[int, ...] = ()
+    image: ImageReference | None = None
+
+
+@dataclass(frozen=True)
 class FindingSite:
     """An anatomic location with its optional laterality and modifier."""
 
@@ -160,6 +185,20 @@ class NumericMeasurement:
     finding_sites: tuple[FindingSite, ...] = ()
     coordinates: tuple[SpatialCoordinates, ...] = ()
     images: tuple[ImageReference, ...] = ()
+    #: TCOORD children (e.g. the time of a fasciculation in its clip).
+    temporal: tuple[TemporalCoordinates, ...] = ()
+    #: Other NUM children (e.g. a fasciculation's duration, peak speed and confidence, HAS PROPERTIES).
+    nested: tuple[NumericMeasurement, ...] = ()
+    #: TID 310 Normality (Normal / Abnormally High / Abnormally Low ...), when given.
+    normality: CodedValue | None = None
+    #: TID 312 Normal Range limits and description, when given.
+    normal_range_low: float | None = None
+    normal_range_high: float | None = None
+    normal_range_description: str = ""
+    #: TID 311: z-score of the value and the population mean and SD it was computed from.
+    z_score: float | None = None
+    population_mean: float | None = None
+    population_sd: float | None = None
 
     @property
     def label(self) -> str:
@@ -370,6 +409,29 @@ def _coordinates(item: Dataset) -> SpatialCoordinates:
     )
 
 
+def _numbers(raw: object) -> list[float]:
+    if raw is None or raw == "":
+        return []
+    if isinstance(raw, (list, tuple, pydicom.multival.MultiValue)):
+        return [float(v) for v in raw]
+    return [float(raw)]  # type: ignore[arg-type]
+
+
+def _temporal(item: Dataset) -> TemporalCoordinates:
+    image = None
+    for child in _children(item):
+        if _value_type(child) == "IMAGE":
+            image = _image_ref(child)
+            break
+    return TemporalCoordinates(
+        concept=_name(item),
+        range_type=str(item.get("TemporalRangeType", "") or ""),
+        time_offsets_s=tuple(_numbers(item.get("ReferencedTimeOffsets"))),
+        sample_positions=tuple(int(v) for v in _numbers(item.get("ReferencedSamplePositions"))),
+        image=image,
+    )
+
+
 def _finding_site(item: Dataset) -> FindingSite | None:
     site = _coded(item.get("ConceptCodeSequence"))
     if site is None:
@@ -399,14 +461,31 @@ def _numeric(item: Dataset) -> NumericMeasurement | None:
             value = float(mv.NumericValue)
         unit = _coded(mv.get("MeasurementUnitsCodeSequence"))
     qualifier = _coded(item.get("NumericValueQualifierCodeSequence"))
-    derivation = method = None
+    derivation = method = normality = None
     sites: list[FindingSite] = []
     coords: list[SpatialCoordinates] = []
     images: list[ImageReference] = []
+    temporal: list[TemporalCoordinates] = []
+    nested: list[NumericMeasurement] = []
+    properties: dict[tuple[str, str], float | None] = {}
+    range_description = ""
     for child in _iter_flat(_children(item)):
         key = _key(child)
         vt = _value_type(child)
-        if vt == "CODE" and key == _DERIVATION:
+        if vt == "CODE" and key == _NORMALITY:
+            normality = _coded(child.get("ConceptCodeSequence"))
+        elif vt == "NUM" and key in (_NORMAL_RANGE_LOWER, _NORMAL_RANGE_UPPER, _POPULATION_MEAN, _POPULATION_SD, _Z_SCORE):
+            inner = _numeric(child)
+            properties[key] = inner.value if inner is not None else None
+        elif vt == "NUM":
+            other = _numeric(child)
+            if other is not None:
+                nested.append(other)
+        elif vt == "TCOORD":
+            temporal.append(_temporal(child))
+        elif vt == "TEXT" and key == _NORMAL_RANGE_DESCRIPTION:
+            range_description = str(child.get("TextValue", ""))
+        elif vt == "CODE" and key == _DERIVATION:
             derivation = _coded(child.get("ConceptCodeSequence"))
         elif vt == "CODE" and key == _METHOD:
             method = _coded(child.get("ConceptCodeSequence"))
@@ -430,6 +509,15 @@ def _numeric(item: Dataset) -> NumericMeasurement | None:
         finding_sites=tuple(sites),
         coordinates=tuple(coords),
         images=tuple(images),
+        temporal=tuple(temporal),
+        nested=tuple(nested),
+        normality=normality,
+        normal_range_low=properties.get(_NORMAL_RANGE_LOWER),
+        normal_range_high=properties.get(_NORMAL_RANGE_UPPER),
+        normal_range_description=range_description,
+        z_score=properties.get(_Z_SCORE),
+        population_mean=properties.get(_POPULATION_MEAN),
+        population_sd=properties.get(_POPULATION_SD),
     )
 
 

@@ -22,18 +22,15 @@ build the document after the pixels are gone.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import os
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
 import highdicom as hd
-import numpy as np
 import pydicom
 from pydicom.charset import python_encoding
 from pydicom.dataset import Dataset
@@ -41,16 +38,17 @@ from pydicom.dataset import Dataset
 from pipeline import __version__
 from pipeline.analysis import ImageResult
 from pipeline.filenames import uid_file_name
+from pipeline.reference.findings import StudyFinding
 from pipeline.sr import codes
 from pipeline.sr.content import (
     AlgorithmInfo,
     MeasurementGroupTemplate,
+    Readings,
     SourceImage,
     image_groups,
     image_library,
-    muscle_algorithm,
-    nerve_algorithm,
 )
+from pipeline.sr.findings import finding_groups, reference_note
 
 __all__ = [
     "LONG_STRING_MAX",
@@ -63,9 +61,7 @@ __all__ = [
     "group_by_study",
     "header_dataset",
     "report_file_name",
-    "slim_result",
     "study_completeness",
-    "write_measurement_reports",
 ]
 
 logger = logging.getLogger(__name__)
@@ -131,22 +127,6 @@ def header_dataset(dataset: Dataset) -> Dataset:
     if getattr(dataset, "filename", None):
         header.filename = dataset.filename
     return header
-
-
-def slim_result(result: ImageResult) -> ImageResult:
-    """The result without the per-frame arrays the report does not use (muscle ROI masks).
-
-    Keeps memory bounded when many results are held until their study's
-    report is written.
-    """
-    if not any(f.muscle is not None and f.muscle.roi_mask.size for f in result.frames):
-        return result
-    empty = np.zeros((0, 0), dtype=bool)
-    frames = tuple(
-        dataclasses.replace(f, muscle=dataclasses.replace(f.muscle, roi_mask=empty)) if f.muscle is not None else f
-        for f in result.frames
-    )
-    return dataclasses.replace(result, frames=frames)
 
 
 def group_by_study(results: Iterable[ImageResult]) -> dict[str, list[ImageResult]]:
@@ -379,7 +359,6 @@ def build_measurement_report(
     source_datasets: Sequence[Dataset],
     *,
     previous: Sequence[Dataset] | Dataset | None = None,
-    segmenter: object | None = None,
     nerve_algo: AlgorithmInfo | None = None,
     muscle_algo: AlgorithmInfo | None = None,
     series_instance_uid: str | None = None,
@@ -388,6 +367,9 @@ def build_measurement_report(
     instance_number: int = 1,
     institution_name: str | None = None,
     comprehensive_3d: bool = True,
+    readings: Readings | None = None,
+    findings: Sequence[StudyFinding] = (),
+    reference_files: Sequence[str] = (),
 ) -> MeasurementReportDocument:
     """Build the TID 1500 measurement report of one study.
 
@@ -403,11 +385,9 @@ def build_measurement_report(
     previous : Dataset or sequence of Dataset, optional
         Earlier SR document(s) of the same study that this one supersedes;
         listed in the Predecessor Documents Sequence.
-    segmenter : NerveSegmenter, optional
-        The nerve segmenter used (default: the classical one); its name,
-        version and parameters go into Algorithm Identification.
     nerve_algo, muscle_algo : AlgorithmInfo, optional
-        Override the Algorithm Identification entirely.
+        Override the Algorithm Identification; by default each group names
+        the algorithm its frame result carries (``FrameResult.algorithm``).
     series_instance_uid, sop_instance_uid : str, optional
         New UIDs are generated when not given.
     series_number, instance_number : int
@@ -416,6 +396,14 @@ def build_measurement_report(
         Institution Name of the document (General Equipment).
     comprehensive_3d : bool
         Comprehensive 3D SR (default) or Comprehensive SR.
+    readings : mapping of ReadingKey to ReferenceReading, optional
+        Flags of the values (:func:`pipeline.reference.readings_for_rows`): each flagged value
+        carries its Normality and Normal Range (TID 310 / 312), a z-score its population mean and SD.
+    findings : sequence of StudyFinding
+        The study's derived values (:func:`pipeline.reference.study_findings`): one TID 1501 group each.
+    reference_files : sequence of str
+        The reference tables used, named in the document-level "decision support, not diagnosis" note
+        (written whenever ``readings`` or ``findings`` are given).
 
     Returns
     -------
@@ -440,8 +428,7 @@ def build_measurement_report(
     if sop_instance_uid and sop_instance_uid in by_uid:
         raise ReportError("sop_instance_uid is the SOP Instance UID of a source image")
 
-    nerve_info = nerve_algo or nerve_algorithm(segmenter)
-    muscle_info = muscle_algo or muscle_algorithm()
+    nerve_info, muscle_info = nerve_algo, muscle_algo
 
     groups: list[MeasurementGroupTemplate] = []
     evidence: list[Dataset] = []
@@ -450,10 +437,14 @@ def build_measurement_report(
         evidence.append(ds)
         source = SourceImage.from_dataset(ds, label=_label(result))
         try:
-            groups.extend(image_groups(result, source, nerve_algo=nerve_info, muscle_algo=muscle_info))
+            groups.extend(image_groups(result, source, nerve_algo=nerve_info, muscle_algo=muscle_info, readings=readings))
         except (ValueError, TypeError, KeyError) as exc:
             raise ReportError(f"{_label(result)}: cannot encode its measurements: {exc}") from None
 
+    try:
+        groups.extend(finding_groups(study_uid, findings))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ReportError(f"cannot encode the study findings: {exc}") from None
     completeness = study_completeness(results)
     observer = hd.sr.ObserverContext(
         observer_type=codes.DEVICE,  # type: ignore[arg-type]  # highdicom takes a pydicom Code (as its own codes are)
@@ -477,8 +468,9 @@ def build_measurement_report(
         root_items.insert(len(root_items) - 1, library)
     except (ValueError, TypeError, AttributeError, KeyError) as exc:
         raise ReportError(f"cannot build the measurement report: {exc}") from None
-    if completeness.failures:
-        report[0].ContentSequence.append(_failures_container(completeness.failures))
+    notes = [reference_note(reference_files)] if (readings or findings) else []
+    if completeness.failures or notes:
+        report[0].ContentSequence.append(_failures_container(completeness.failures, notes))
 
     sr_class = hd.sr.Comprehensive3DSR if comprehensive_3d else hd.sr.ComprehensiveSR
     first = evidence[0]
@@ -560,17 +552,23 @@ def _attach_content(document: MeasurementReportDocument, root: hd.sr.ContainerCo
     document._content = hd.sr.ContentSequence([root], is_root=True)
 
 
-def _failures_container(failures: Sequence[str]) -> hd.sr.ContainerContentItem:
-    """TID 1500 row 12 container with one TEXT (row 14) per incompletely measured image."""
+def _failures_container(
+    failures: Sequence[str], notes: Sequence[hd.sr.TextContentItem] = ()
+) -> hd.sr.ContainerContentItem:
+    """TID 1500 row 12 container with one TEXT (row 14) per incompletely measured image, then ``notes``
+    (the reference note: decision support, not diagnosis)."""
     container = hd.sr.ContainerContentItem(
         name=codes.QUALITATIVE_EVALUATIONS, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
     )
     container.ContentSequence = hd.sr.ContentSequence(
         [
-            hd.sr.TextContentItem(
-                name=codes.FAILED_IMAGE, value=line, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
-            )
-            for line in failures
+            *(
+                hd.sr.TextContentItem(
+                    name=codes.FAILED_IMAGE, value=line, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
+                )
+                for line in failures
+            ),
+            *notes,
         ]
     )
     return container
@@ -597,91 +595,3 @@ def series_description(previous: Sequence[Dataset] = ()) -> str:
 def report_file_name(study_instance_uid: str) -> str:
     """File name of a study's report in an output folder (the UID through :func:`uid_file_name`)."""
     return f"SR_{uid_file_name(study_instance_uid)}.dcm"
-
-
-def _existing_report(path: Path, study_uid: str) -> Dataset | None:
-    """An earlier mskus report of the same study at ``path``, if there is one."""
-    if not path.is_file():
-        return None
-    try:
-        doc = pydicom.dcmread(path, stop_before_pixels=True)
-    except Exception:  # noqa: BLE001 - anything unreadable is simply not a predecessor
-        return None
-    if str(doc.get("SOPClassUID", "")) in SR_SOP_CLASSES and str(doc.get("StudyInstanceUID", "")) == study_uid:
-        return doc
-    return None
-
-
-def write_measurement_reports(
-    image_results: Iterable[ImageResult],
-    source_datasets: Iterable[Dataset],
-    out_dir: str | os.PathLike[str],
-    *,
-    segmenter: object | None = None,
-    previous: Mapping[str, Sequence[Dataset]] | None = None,
-    supersede_existing: bool = True,
-) -> list[Path]:
-    """Write one report per study into ``out_dir``; return the file paths.
-
-    Parameters
-    ----------
-    image_results, source_datasets
-        Results and headers of any number of studies (grouped here);
-        results without a study are skipped.
-    out_dir : path
-        Output folder (created if needed). Each report is
-        ``SR_<StudyInstanceUID>.dcm`` (:func:`report_file_name`).
-    segmenter : NerveSegmenter, optional
-        See :func:`build_measurement_report`.
-    previous : mapping of Study Instance UID to datasets, optional
-        Documents each new report supersedes.
-    supersede_existing : bool
-        A report already in ``out_dir`` for the same study is listed as
-        predecessor of (and replaced by) the new one.
-
-    Notes
-    -----
-    Results with the same SOP Instance UID (the same image given twice) are
-    reported once, with a warning in the log.
-
-    Raises
-    ------
-    ReportError
-        See :func:`build_measurement_report`; raised after every other
-        study's report was written, naming the studies that failed.
-    """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    headers: dict[str, Dataset] = {str(ds.SOPInstanceUID): ds for ds in source_datasets}
-    written = []
-    failed = []
-    for study_uid, results in group_by_study(image_results).items():
-        path = out / report_file_name(study_uid)
-        before = list((previous or {}).get(study_uid, ()))
-        if supersede_existing:
-            existing = _existing_report(path, study_uid)
-            if existing is not None and all(existing.SOPInstanceUID != d.SOPInstanceUID for d in before):
-                before.append(existing)
-        unique: dict[str, ImageResult] = {}
-        for result in results:
-            if result.sop_instance_uid in unique:
-                logger.warning(
-                    "%s: same SOP Instance UID as %s; reported once",
-                    _label(result), _label(unique[result.sop_instance_uid]),
-                )
-                continue
-            unique[result.sop_instance_uid] = result
-        results = list(unique.values())
-        sources = [headers[r.sop_instance_uid] for r in results if r.sop_instance_uid in headers]
-        try:
-            document = build_measurement_report(results, sources, previous=before or None, segmenter=segmenter)
-        except ReportError as exc:
-            failed.append(f"study {study_uid}: {exc}")
-            continue
-        tmp = path.with_suffix(".dcm.tmp")
-        document.save_as(tmp, enforce_file_format=True)
-        os.replace(tmp, path)
-        written.append(path)
-    if failed:
-        raise ReportError("; ".join(failed))
-    return written
