@@ -623,7 +623,8 @@ def main(argv: list[str] | None = None) -> int:
         runs = measure_ingest(files, work / "runs", args.rounds, names)
         latency: list[LatencyRun] = []
         if not args.no_latency:
-            sources = sorted((REPO / "sample_data").glob("0[1-6]_*.dcm"))
+            # uncompressed sample studies (storescu proposes what a file holds; JPEG would need -xy)
+            sources = [p for p in sorted((REPO / "sample_data").glob("0[1-6]_*.dcm")) if "jpeg" not in p.name]
             latency = measure_latency(work, args.quiet_seconds, [sources[i % len(sources)] for i in range(args.latency_studies)])
     receivers = summarise(runs)
     ratios = node_ratios(runs, receivers)

@@ -10,11 +10,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from dicom_node.tls import ClientContext, client_context
 from pipeline.errors import UsageError
 from pipeline.resources import shipped_config
+from pipeline.yamlfile import read_yaml_mapping
 
 __all__ = [
     "AllowedPeer",
@@ -395,14 +394,7 @@ def load_node_config(path: str | Path | None = None, **overrides: Any) -> NodeCo
         Unreadable file, invalid YAML or an invalid value, in one line.
     """
     path = Path(path) if path is not None else DEFAULT_NODE_CONFIG
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except OSError as exc:
-        raise UsageError(f"cannot read config {path}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from None
-    if not isinstance(data, Mapping):
-        raise UsageError(f"{path}: expected a mapping at the top level")
+    data = read_yaml_mapping(path, what="config")
     config = _from_mapping(data, str(path))
     changes = {k: v for k, v in overrides.items() if v is not None}
     return replace(config, **changes) if changes else config

@@ -27,7 +27,7 @@ from dicom_node.config import NodeConfig
 from dicom_node.index import NodeIndex, StoredInstance
 from dicom_node.logsafe import escape, install
 from dicom_node.metrics import NodeMetrics
-from dicom_node.storage import DurableStore
+from dicom_node.storage import DurableStore, PreparedWrite
 from pipeline.errors import MskusInputError
 from pipeline.loading import validate_dataset
 
@@ -174,6 +174,26 @@ class NodeHandlers:
         return STATUS["success"]
 
     def on_store(self, event: evt.Event) -> int | Dataset:
+        """Check, durably store and index one instance; Success only once its file and folder are fsync'd.
+
+        The bytes go to a temporary file on a helper thread at once
+        (:meth:`~dicom_node.storage.DurableStore.prepare`) while the dataset
+        is parsed and checked here; a refused or duplicate instance's
+        temporary file is removed.
+        """
+        request = cast(C_STORE, event.request)
+        try:
+            data = _part10(str(request.AffectedSOPClassUID), str(request.AffectedSOPInstanceUID),
+                           str(event.context.transfer_syntax), request)
+        except (UnicodeEncodeError, struct.error):  # a UID pynetdicom's own encoder copes with differently
+            data = event.encoded_dataset(include_meta=True)
+        prepared = self.store.prepare(data)
+        try:
+            return self._store(event, data, prepared)
+        finally:
+            prepared.discard()  # unless placed in the inbox
+
+    def _store(self, event: evt.Event, data: bytes, prepared: PreparedWrite) -> int | Dataset:
         calling, host = _peer(event)
         started = time.perf_counter()
         requested_sop = str(cast(C_STORE, event.request).AffectedSOPInstanceUID)
@@ -212,17 +232,13 @@ class NodeHandlers:
             self.index.audit("store_refused", f"calling_ae={escape(calling)} sop={escape(sop_uid)} reason={escape(problem)}")
             self.metrics.inc("mskus_instances_refused_total", reason=code)
             return _status(STATUS["does_not_match_sop_class"], problem)
-        try:
-            data = _part10(sop_class, sop_uid, str(event.context.transfer_syntax), cast(C_STORE, event.request))
-        except (UnicodeEncodeError, struct.error):  # a UID pynetdicom's own encoder copes with differently
-            data = event.encoded_dataset(include_meta=True)
         digest = hashlib.sha256(data).hexdigest()
         existing = self.index.instance(sop_uid)
         if existing is not None and existing.sha256 == digest:
             logger.info("event=store_duplicate calling_ae=%s sop=%s study=%s", calling, sop_uid, study_uid)
             return STATUS["success"]
         try:
-            path = self.store.store_instance(study_uid, sop_uid, data)  # fsync'd file and folder: the instance is safe
+            path = self.store.store_instance(study_uid, sop_uid, data, prepared=prepared)  # fsync'd file and folder
             stored = StoredInstance(sop_uid, sop_class, study_uid, series_uid, str(path), digest)
             # The row need not wait for the disk: after a crash the node indexes the inbox file again
             # (StorageNode.reconcile_inbox), so one fsync less per instance costs no durability.

@@ -18,6 +18,7 @@ nothing delays no one else.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import hashlib
 import io
 import logging
@@ -97,6 +98,10 @@ def _ssl_context(config: NodeConfig) -> ssl.SSLContext | None:
     return context
 
 
+def _warm_up() -> None:
+    """Run in a new analysis worker: nothing to do, its start (imports of the analysis code) is the point."""
+
+
 class _HandshakeOffAcceptServer(ThreadedAssociationServer):
     """pynetdicom's threaded server with the TLS handshake moved from the accept loop to the connection's thread.
 
@@ -158,6 +163,9 @@ class StorageNode:
         self._metrics_server: MetricsServer | None = None
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._running: dict[str, concurrent.futures.Future[StudyOutcome]] = {}
+        #: Set when results are queued: that destination's sender starts at once instead of at its next poll.
+        self._wake = {d.label: threading.Event() for d in config.destinations}
+        self._warmed = False
 
     # -- lifecycle ---------------------------------------------------------------
     def build_ae(self) -> AE:
@@ -343,6 +351,8 @@ class StorageNode:
 
     def stop(self) -> None:
         self._stop.set()
+        for wake in self._wake.values():
+            wake.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -352,6 +362,7 @@ class StorageNode:
             thread.join(timeout=10)
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=False)
+        self.store.close()
         self.index.audit("node_stopped", f"ae_title={self.config.ae_title}")  # a synced commit: every row is on disk now
         self._running_marker.unlink(missing_ok=True)
         logger.info("event=node_stopped")
@@ -360,6 +371,9 @@ class StorageNode:
         """Run until SIGTERM/SIGINT, then stop cleanly (finished runs are recorded)."""
         if threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
+        network = logging.getLogger("pynetdicom")
+        if network.level == logging.NOTSET:  # the node logs each association and store itself, in one line
+            network.setLevel(logging.WARNING)
         self.start()
         try:
             while not self._stop.wait(1.0):
@@ -373,12 +387,26 @@ class StorageNode:
     def _schedule_loop(self) -> None:
         while not self._stop.wait(self.poll_seconds):
             try:
+                self._warm_workers()
                 self._collect_finished()
                 for study_uid, run, snapshot in self.index.claim_quiet_studies(self.config.quiet_seconds):
                     self._submit(study_uid, run, snapshot)
             except Exception:  # keep scheduling whatever one study did
                 logger.exception("event=scheduler_error")
         self._collect_finished(wait=True)
+
+    def _warm_workers(self) -> None:
+        """Start the analysis worker as soon as a study waits, so it is ready when the quiet period ends.
+
+        A worker process starts (interpreter, imports) in seconds; started
+        lazily at the first analysis, that time would add to the first
+        study's result latency. A node that never receives starts none.
+        """
+        if self._warmed or self._pool is None or self.index.oldest_pending_received_at() is None:
+            return
+        self._warmed = True
+        with contextlib.suppress(BrokenProcessPool, RuntimeError):
+            self._pool.submit(_warm_up)
 
     def _submit(self, study_uid: str, run: int, snapshot: float) -> None:
         assert self._pool is not None
@@ -432,6 +460,8 @@ class StorageNode:
             destinations = [d.label for d in self.config.destinations]
             for result in outcome.results:
                 self.index.add_result(result.sop_instance_uid, study_uid, result.kind, result.path, outcome.run, destinations)
+            for wake in self._wake.values():
+                wake.set()
             self.index.finish_study(study_uid, outcome.snapshot, error=outcome.error)
             self.index.audit(
                 "study_processed",
@@ -446,7 +476,15 @@ class StorageNode:
 
     def _send_loop(self, destination: str | None) -> None:
         """One destination's sender (``None``: items of destinations no longer configured)."""
-        while not self._stop.wait(self.poll_seconds):
+        wake = self._wake.get(destination) if destination is not None else None
+        while True:
+            if wake is not None:  # new results wake it at once; due retries are found at the next poll
+                wake.wait(self.poll_seconds)
+                wake.clear()
+            else:
+                self._stop.wait(self.poll_seconds)
+            if self._stop.is_set():
+                break
             try:
                 if destination is None:
                     self.sender.run_unconfigured()

@@ -5,16 +5,14 @@ as a Secondary Capture Image Storage instance in the *same study* as its source
 image and in its own series, with a burned-in banner "NOT FOR DIAGNOSIS —
 automated measurement" and Burned In Annotation YES, so a PACS shows the
 reviewer exactly which pixels the numbers came from, and nobody mistakes the
-picture for an acquired image. :class:`KeyImageWriter` gives each study one
-key-image series per run and writes the files.
+picture for an acquired image. The study runner's per-frame hook
+(:class:`pipeline.study.outputs.FrameOutputWriter`, the node's archive) gives each study one key-image series per run.
 """
 
 from __future__ import annotations
 
 import datetime
-import os
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -28,7 +26,6 @@ from pipeline import __version__
 __all__ = [
     "BANNER_TEXT",
     "SECONDARY_CAPTURE_IMAGE_STORAGE",
-    "KeyImageWriter",
     "LossyHistory",
     "add_banner",
     "build_key_image",
@@ -194,7 +191,7 @@ def build_key_image(
         1-based source frame, referenced for multi-frame sources.
     series_instance_uid : str, optional
         The key-image series (never the source's). Pass the same UID for all
-        key images of a study and run (:class:`KeyImageWriter` does); a new
+        key images of a study and run (the per-frame writers do); a new
         series is made when not given.
     series_number, instance_number : int
         Numbers in that series.
@@ -278,51 +275,3 @@ def build_key_image(
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     return ds
-
-
-@dataclass
-class KeyImageWriter:
-    """Writes key images into a folder: one new series per study, numbered instances.
-
-    Attributes
-    ----------
-    out_dir : Path
-        Where the files go (``<stem>_frameNNNN_key.dcm``).
-    series_number : int
-        Series Number of every key-image series.
-    """
-
-    out_dir: Path
-    series_number: int = DEFAULT_SERIES_NUMBER
-    _series: dict[str, str] = field(default_factory=dict, repr=False)
-    _counts: dict[str, int] = field(default_factory=dict, repr=False)
-    written: list[Path] = field(default_factory=list)
-
-    def series_uid(self, study_instance_uid: str) -> str:
-        """The key-image series of a study (created on first use)."""
-        if study_instance_uid not in self._series:
-            self._series[study_instance_uid] = generate_uid()
-        return self._series[study_instance_uid]
-
-    def write(self, overlay_bgr: np.ndarray, source: Dataset, *, frame_number: int | None, stem: str) -> Path:
-        """Build and save one key image; return its path."""
-        study = str(source.StudyInstanceUID)
-        number = self._counts.get(study, 0) + 1
-        ds = build_key_image(
-            overlay_bgr,
-            source,
-            frame_number=frame_number,
-            series_instance_uid=self.series_uid(study),
-            series_number=self.series_number,
-            instance_number=number,
-        )
-        self._counts[study] = number
-        name = f"{stem}_frame{frame_number:04d}_key.dcm" if frame_number is not None else f"{stem}_key.dcm"
-        path = Path(self.out_dir) / name
-        # ``stem`` may hold folders (inputs with the same name in different folders).
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".dcm.tmp")
-        ds.save_as(tmp, enforce_file_format=True)
-        os.replace(tmp, path)
-        self.written.append(path)
-        return path

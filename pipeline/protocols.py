@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydicom.dataset import Dataset
 
 from pipeline.errors import MskusInputError, UsageError
@@ -248,17 +247,10 @@ def _level_rules(raw_levels: Any, sites: set[str], source: str) -> tuple[LevelRu
 
 def load_protocol_rules(path: str | Path | None = None) -> ProtocolRules:
     """Load and validate protocol rules (the shipped ``configs/protocols.yaml`` by default)."""
+    from pipeline.yamlfile import read_yaml_mapping
+
     path = Path(path) if path is not None else DEFAULT_PROTOCOLS_PATH
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise UsageError(f"cannot read protocol rules {path}: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else "invalid YAML"
-        raise UsageError(f"{path}: invalid YAML: {first}") from None
-    return ProtocolRules.from_mapping(data, source=str(path))
+    return ProtocolRules.from_mapping(read_yaml_mapping(path, what="protocol rules", empty_ok=False), source=str(path))
 
 
 _WORD_SIDE = re.compile(r"\b(LEFT|RIGHT)\b", re.IGNORECASE)

@@ -2,9 +2,11 @@
 
 Pages: the study list (patient, date, structures, flags, status and review
 state; filterable by date, protocol, status and review state), a study page
-(the history of the report, every analysed frame with its viewer, values,
-confidence, flags and source attributes, one decision per finding, and the
-sign-off form), and a login page when users are configured (with throttling
+(the history of the report, every analysed frame with its viewer, values
+with their reference flags, confidence and source attributes, the study
+findings, each muscle clip's fasciculation events with key frames and
+playback around each event, one decision per finding, and the sign-off form;
+an event's key frame is its own image route), and a login page when users are configured (with throttling
 of wrong passwords, :mod:`qa_review.throttle`). Every form carries the
 session's CSRF token and the report version it was made on; a form whose
 version is no longer current is refused (409) saying who signed since. A bad
@@ -30,15 +32,20 @@ from werkzeug.exceptions import HTTPException
 from qa_review.auth import User, verify_login
 from qa_review.corrections import CorrectionError, FrameMeasurer, parse_points, recompute
 from qa_review.csrf import FIELD, csrf_token, csrf_valid
+from qa_review.fasciculation import ClipFasciculation, clip_fasciculations, clip_frame_times
 from qa_review.filters import PROTOCOLS, parse_filter
 from qa_review.findings import findings_of
+from qa_review.flags import DECISION_SUPPORT_NOTE
 from qa_review.forms import FormError, parse_signoff
 from qa_review.frames import FrameImageError, frame_count, source_frame_png
 from qa_review.history import StudyHistory, stale_message, study_history
-from qa_review.items import reviewable_report
+from qa_review.items import ReviewableReport, reviewable_report
+from qa_review.keyframe import KeyFrameError, event_key_frame_png
 from qa_review.listing import other_studies, with_review_state
 from qa_review.model import REJECT_REASONS, Correction, Finding, ReviewState, StudyDetail, StudyStatus
 from qa_review.source import ReviewSource
+from qa_review.sourceinfo import source_frame_info
+from qa_review.studyfindings import StudyFindingView, study_findings
 from qa_review.studyview import laterality_pairs
 from qa_review.throttle import LoginThrottle
 from qa_review.verified import VerificationError, build_verified_report
@@ -123,6 +130,7 @@ def create_app(
             "csrf_token": csrf_token(session),
             "user": current_user(),
             "login_enabled": bool(users),
+            "decision_support": DECISION_SUPPORT_NOTE,
         }
 
     @app.before_request
@@ -246,21 +254,41 @@ def create_app(
             return None
         return study_history(automated, source.verified_of(study_uid, detail.automated_sr_uid))
 
-    def _current(detail: StudyDetail, history: StudyHistory | None, study_uid: str) -> StudyDetail:
-        """The page model with the findings of the current version and each frame's frame count."""
-        current = findings_of(reviewable_report(history.current)) if history is not None else detail.findings
+    def _current(
+        detail: StudyDetail, current: ReviewableReport | None, study_uid: str, elsewhere: Collection[str] = ()
+    ) -> StudyDetail:
+        """The page model with the findings of the current version and each frame's frame count.
+
+        Findings shown in their own section (``elsewhere``: study findings, a clip's
+        fasciculation analysis) are left out of the frames; a frame left with
+        nothing of its own (a clip's first frame that only anchors its fasciculation
+        group) is dropped from the page.
+        """
+        findings = findings_of(current) if current is not None else detail.findings
         frames = []
         for frame in detail.frames:
             key = (frame.sop_instance_uid, frame.frame_number)
+            own = tuple(f for f in findings if (f.sop_instance_uid, f.frame_number) == key and f.id not in elsewhere)
+            if not own and frame.items and all(i.id.split(".", 1)[0] in elsewhere for i in frame.items):
+                continue
             path = source.image_path(study_uid, frame.sop_instance_uid)
-            frames.append(
-                replace(
-                    frame,
-                    findings=tuple(f for f in current if (f.sop_instance_uid, f.frame_number) == key),
-                    number_of_frames=frame_count(path) if path else 1,
-                )
-            )
+            frames.append(replace(frame, findings=own, number_of_frames=frame_count(path) if path else 1))
         return replace(detail, frames=tuple(frames))
+
+    def _clips(study_uid: str, detail: StudyDetail, current: ReviewableReport) -> tuple[ClipFasciculation, ...]:
+        def mm_per_px(sop: str) -> float | None:
+            known = next((f.info.mm_per_px for f in detail.frames if f.sop_instance_uid == sop and f.info.mm_per_px), None)
+            if known is not None:
+                return known
+            path = source.image_path(study_uid, sop)
+            info = source_frame_info(path, 1) if path else None
+            return info.mm_per_px if info is not None else None
+
+        def frame_times(sop: str) -> tuple[float, ...] | None:
+            path = source.image_path(study_uid, sop)
+            return clip_frame_times(path) if path else None
+
+        return clip_fasciculations(current, mm_per_px=mm_per_px, frame_times=frame_times)
 
     @app.get("/study/<path:study_uid>")
     def study(study_uid: str):
@@ -279,7 +307,12 @@ def create_app(
         )
         signed = request.args.get("signed", "")
         just_signed = next((v for v in detail.verified if v.sop_instance_uid == signed), None)
-        page = _current(detail, history, study_uid)
+        current = reviewable_report(history.current) if history is not None else None
+        clips = _clips(study_uid, detail, current) if current is not None else ()
+        derived: tuple[StudyFindingView, ...] = study_findings(current) if current is not None else ()
+        elsewhere = {c.finding_id for c in clips if c.finding_id} | {d.finding_id for d in derived}
+        page = _current(detail, current, study_uid, elsewhere)
+        by_id = {f.id: f for f in (findings_of(current) if current is not None else ())}
         others = other_studies(source.studies(), detail.summary)
         previous = [s for s in others if s.study_date and s.study_date < detail.summary.study_date] or list(others)
         cines: dict[str, list[int]] = {}
@@ -298,7 +331,38 @@ def create_app(
             previous=previous[0] if previous else None,
             pairs=laterality_pairs(page.frames),
             cines=cines,
+            clips=clips,
+            derived=derived,
+            by_id=by_id,
         )
+
+    @app.get("/study/<path:study_uid>/event/<path:sop_instance_uid>/<int:number>.png")
+    def event_png(study_uid: str, sop_instance_uid: str, number: int):
+        """The key frame of fasciculation event ``number`` (1-based) of a clip, its place circled."""
+        detail = _detail_or_404(study_uid)
+        history = _history(study_uid, detail)
+        document = history.current if history is not None else source.automated(study_uid)
+        if document is None:
+            abort(404, "this study has no SR to read the events from")
+        clip = next(
+            (c for c in clip_fasciculations(reviewable_report(document)) if c.sop_instance_uid == sop_instance_uid), None
+        )
+        event = clip.events[number - 1] if clip is not None and 1 <= number <= len(clip.events) else None
+        if event is None or event.frame_number is None or event.x_px is None or event.y_px is None:
+            abort(404, "no such fasciculation event (with a frame and place) in this study")
+        path = source.image_path(study_uid, sop_instance_uid)
+        if path is None:
+            abort(404, "the source clip is not available here")
+        info = source_frame_info(path, event.frame_number)
+        radius = 4.0 / info.mm_per_px if info is not None and info.mm_per_px else 12.0
+        try:
+            data = event_key_frame_png(path, event.frame_number, event.x_px, event.y_px, min(max(radius, 6.0), 40.0))
+        except KeyFrameError as exc:
+            logger.warning("%s", exc)
+            abort(404, "the key frame cannot be drawn")
+        response = Response(data, mimetype="image/png")
+        response.headers["Cache-Control"] = "private, max-age=300"
+        return response
 
     @app.get("/study/<path:study_uid>/frame/<path:sop_instance_uid>/<int:frame_number>.png")
     def frame_png(study_uid: str, sop_instance_uid: str, frame_number: int):

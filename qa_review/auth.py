@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-import yaml
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from pipeline.errors import UsageError
+from pipeline.yamlfile import read_yaml_mapping
 
 __all__ = ["User", "hash_password", "load_users", "verify_login"]
 
@@ -56,12 +56,7 @@ def load_users(path: str | Path) -> Mapping[str, User]:
         Unreadable file, bad YAML, no users, a user without a hashed password.
     """
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except OSError as exc:
-        raise UsageError(f"cannot read users file {path}: {exc.strerror or exc}") from None
-    except yaml.YAMLError as exc:
-        raise UsageError(f"{path}: invalid YAML: {str(exc).splitlines()[0]}") from None
+    data = read_yaml_mapping(path, what="users file")
     users = data.get("users") if isinstance(data, Mapping) else None
     if not isinstance(users, Mapping) or not users:
         raise UsageError(f"{path}: expected 'users:' with at least one user")

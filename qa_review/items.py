@@ -2,8 +2,8 @@
 
 A measurement is one NUM content item inside a Measurement Group (DCM
 125007). Its id is ``g<group>.m<measurement>`` (1-based, document order),
-found by walking the content tree exactly as
-:func:`pipeline.sr.reader.read_measurement_report` does, so the ids match
+found by walking the content tree with the reader's own walker
+(:mod:`pipeline.sr.walk`), so the ids match
 the reader's groups and measurements one to one (checked: a document where
 they do not is refused). The same walk gives the dataset items themselves,
 which :mod:`qa_review.verified` removes when a measurement is rejected.
@@ -11,19 +11,21 @@ which :mod:`qa_review.verified` removes when a measurement is rejected.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, MutableSequence
+from collections.abc import MutableSequence
 from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
 
+from pipeline.sr.codes import NERVE, NERVE_BEFORE_2026_11, concept_key
 from pipeline.sr.reader import (
-    CodedValue,
     ImageReference,
     MeasurementGroup,
     MeasurementReport,
     NumericMeasurement,
     read_measurement_report,
 )
+from pipeline.sr.walk import children, measurement_group_items, numeric_items
+from qa_review.flags import flag_of
 from qa_review.model import Overlay, ReviewItem
 
 __all__ = [
@@ -35,10 +37,8 @@ __all__ = [
     "reviewable_report",
 ]
 
-_MEASUREMENT_GROUP = ("DCM", "125007")
-_IMAGE_LIBRARY = ("DCM", "111028")
 # Peripheral nerve (CONTRACT.md section 5) and the tissue-type code of earlier reports.
-_NERVE = {("SCT", "84782009"), ("SCT", "91728009")}
+_NERVE = {concept_key(NERVE), concept_key(NERVE_BEFORE_2026_11)}
 
 
 class UnreviewableReportError(ValueError):
@@ -103,43 +103,6 @@ class ReviewableReport:
         return int(group) - 1, int(measurement) - 1
 
 
-def _key(item: Dataset) -> tuple[str, str] | None:
-    seq = item.get("ConceptNameCodeSequence")
-    if not seq:
-        return None
-    code = seq[0]
-    value = code.get("CodeValue") or code.get("LongCodeValue") or code.get("URNCodeValue") or ""
-    return CodedValue(str(value), str(code.get("CodingSchemeDesignator", "") or ""), "").key
-
-
-def _vt(item: Dataset) -> str:
-    return str(item.get("ValueType", "") or "")
-
-
-def _children(item: Dataset) -> MutableSequence[Dataset]:
-    return item.get("ContentSequence") or []
-
-
-def _groups(items: MutableSequence[Dataset], in_library: bool = False) -> Iterator[tuple[MutableSequence[Dataset], Dataset]]:
-    """Measurement group containers in the order the reader's walker finds them."""
-    for item in items:
-        vt, key = _vt(item), _key(item)
-        if vt == "CONTAINER" and key == _MEASUREMENT_GROUP:
-            yield items, item
-            continue
-        if vt == "CONTAINER" or (in_library and vt != "IMAGE"):
-            yield from _groups(_children(item), in_library or key == _IMAGE_LIBRARY)
-
-
-def _numbers(items: MutableSequence[Dataset]) -> Iterator[tuple[MutableSequence[Dataset], Dataset]]:
-    """NUM items of a group in the reader's order (plain sub-containers flattened)."""
-    for item in items:
-        if _vt(item) == "NUM" and _key(item) is not None:
-            yield items, item
-        if _vt(item) == "CONTAINER" and _key(item) != _MEASUREMENT_GROUP:
-            yield from _numbers(_children(item))
-
-
 def _image_of(group: MeasurementGroup, measurement: NumericMeasurement | None) -> ImageReference | None:
     refs: list[ImageReference] = []
     if measurement is not None:
@@ -173,6 +136,8 @@ def _review_item(gi: int, mi: int, group: MeasurementGroup, m: NumericMeasuremen
         laterality=str(site.laterality) if site is not None and site.laterality is not None else "",
         sop_instance_uid=sop,
         frame_number=frame,
+        level=str(site.modifier) if site is not None and site.modifier is not None else "",
+        flag=flag_of(m, group),
     )
 
 
@@ -213,7 +178,7 @@ def reviewable_report(dataset: Dataset) -> ReviewableReport:
         module does not handle): refusing is safer than removing the wrong item.
     """
     report = read_measurement_report(dataset)
-    found = list(_groups(_children(dataset)))
+    found = list(measurement_group_items(children(dataset)))
     if len(found) != len(report.groups):
         raise UnreviewableReportError(
             f"found {len(found)} measurement group(s) but the reader sees {len(report.groups)}"
@@ -221,7 +186,7 @@ def reviewable_report(dataset: Dataset) -> ReviewableReport:
     slots: list[GroupSlot] = []
     items: list[ReviewItem] = []
     for gi, ((parent, group_item), group) in enumerate(zip(found, report.groups, strict=True)):
-        numbers = tuple(_numbers(_children(group_item)))
+        numbers = tuple(numeric_items(group_item))
         if len(numbers) != len(group.measurements):
             raise UnreviewableReportError(
                 f"group {gi + 1}: found {len(numbers)} NUM item(s) but the reader sees {len(group.measurements)}"

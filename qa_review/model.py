@@ -5,6 +5,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from qa_review.flags import ValueFlag
+
 __all__ = [
     "REJECT_REASONS",
     "Correction",
@@ -106,6 +108,10 @@ class ReviewItem:
         The source image.
     frame_number : int
         1-based frame (1 for single-frame images).
+    level : str
+        The Finding Site's topographical modifier (``Wrist region``); empty when unknown.
+    flag : ValueFlag or None
+        The value against its reference, as the SR states it (``None``: not read).
     """
 
     id: str
@@ -119,6 +125,8 @@ class ReviewItem:
     laterality: str = ""
     sop_instance_uid: str = ""
     frame_number: int = 1
+    level: str = ""
+    flag: ValueFlag | None = None
 
     @property
     def value_text(self) -> str:

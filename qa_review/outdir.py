@@ -1,14 +1,13 @@
-"""Review the output folder of ``mskus batch`` or ``mskus analyze --out``.
+"""Review an output folder: ``mskus batch``, ``mskus analyze --out`` or a node's ``results/``.
 
-Layout read (CONTRACT.md section 2 and ``mskus analyze --out``):
+Layout read (CONTRACT.md section 2, written by :mod:`pipeline.study.outputs`):
 
 - ``SR_<study>.dcm``: the automated SR of each study (any top-level SR file
   with Verification Flag UNVERIFIED is accepted; ``SR_<study>.dcm`` wins);
-- overlays: ``overlays/<study>/<sop>_frameNNNN.png`` (batch) or
-  ``<source stem>_frameNNNN.png`` (analyze); when missing, the overlay is
+- overlays: ``overlays/<study>/<sop>_frameNNNN.png``; when missing, the overlay is
   drawn from the source image (found from the tables' ``source_file``,
   relative to ``images_dir``, the OUT_DIR or the working directory);
-- ``measurements.csv`` / ``results.json`` and ``errors.csv`` (:mod:`qa_review.sidecar`).
+- ``measurements.csv`` and ``errors.csv`` (:mod:`qa_review.sidecar`).
 
 Written: ``verified/SR_<study>_verified_<n>.dcm`` (a sub-folder, so the
 top level keeps one SR per study analysed, as CONTRACT.md section 2 says),
@@ -88,7 +87,7 @@ class OutDirSource:
     # -- reading ---------------------------------------------------------------
     def _side(self) -> Sidecar:
         stamp = []
-        for name in ("measurements.csv", "results.json", "errors.csv"):
+        for name in ("measurements.csv", "errors.csv"):
             try:
                 st = os.stat(self.out_dir / name)
                 stamp.append((name, st.st_mtime_ns, st.st_size))
@@ -238,13 +237,8 @@ class OutDirSource:
     def _overlay_file(self, study_uid: str, sop: str, frame: int, side: Sidecar) -> Path | None:
         if uid_file_name(study_uid) != study_uid or uid_file_name(sop) != sop:
             return None  # never build paths from odd UIDs
-        candidates = [self.out_dir / overlay_rel_path(study_uid, sop, frame)]
-        source = side.sources.get(sop)
-        if source:
-            stem = Path(source.replace("\\", "/")).stem
-            if stem and stem not in (".", ".."):
-                candidates.append(self.out_dir / f"{stem}_frame{frame:04d}.png")
-        return next((c for c in candidates if c.is_file()), None)
+        path = self.out_dir / overlay_rel_path(study_uid, sop, frame)
+        return path if path.is_file() else None
 
     def frame_png(self, study_uid: str, sop_instance_uid: str, frame_number: int) -> bytes | None:
         detail = self.study(study_uid)

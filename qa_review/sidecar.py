@@ -1,16 +1,16 @@
 """Per-frame details of an OUT_DIR that are not in the SR: confidence, mm/px, refusals.
 
-``mskus batch`` writes ``measurements.csv`` and ``errors.csv``; ``mskus analyze
---out`` writes ``results.json``. Both carry, per measurement row, the source
-file, calibration (``mm_per_px``, ``calibration``), ``confidence``, the row
-status and the reason a measurement was refused. :func:`load_sidecar` reads
-whichever is there into :class:`Sidecar`.
+``mskus batch``, ``mskus analyze --out`` and the node's ``results/`` folder
+write the same tables (:mod:`pipeline.study.outputs`): ``measurements.csv``
+carries, per measurement row, the source file, calibration (``mm_per_px``,
+``calibration``), ``confidence``, the flag, the row status and the reason a
+measurement was refused; ``errors.csv`` the inputs not analysed.
+:func:`load_sidecar` reads them into :class:`Sidecar`.
 """
 
 from __future__ import annotations
 
 import csv
-import json
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -73,14 +73,10 @@ def _int(value: object, default: int = 1) -> int:
 
 def _read_rows(out_dir: Path) -> list[dict[str, object]]:
     csv_path = out_dir / "measurements.csv"
-    json_path = out_dir / "results.json"
     try:
         if csv_path.is_file():
             with open(csv_path, newline="", encoding="utf-8") as handle:
                 return list(csv.DictReader(handle))
-        if json_path.is_file():
-            data = json.loads(json_path.read_text(encoding="utf-8"))
-            return [row for row in data if isinstance(row, dict)] if isinstance(data, list) else []
     except (OSError, ValueError, csv.Error) as exc:
         logger.warning("cannot read the measurement table in %s: %s", out_dir, exc)
     return []
@@ -125,7 +121,7 @@ def _frame_info(rows: Iterable[Mapping[str, object]]) -> FrameInfo:
 
 
 def load_sidecar(out_dir: str | Path) -> Sidecar:
-    """Read ``measurements.csv`` (else ``results.json``) and ``errors.csv`` of an OUT_DIR.
+    """Read ``measurements.csv`` and ``errors.csv`` of an OUT_DIR.
 
     Missing or unreadable tables give an empty :class:`Sidecar` (logged):
     the review works from the SRs alone.

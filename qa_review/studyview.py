@@ -9,7 +9,7 @@ frame, pairs them with the regions to draw and merges the facts.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pydicom.dataset import Dataset
@@ -18,8 +18,10 @@ from pipeline.sr.reader import MeasurementGroup, MeasurementReport
 from qa_review.findings import findings_of
 from qa_review.items import ReviewableReport, frame_of, group_overlays
 from qa_review.model import FrameInfo, FrameView, Overlay, ReviewItem, StudyStatus, StudySummary, VerifiedReport
+from qa_review.studyfindings import is_study_finding
 
 __all__ = [
+    "SidePair",
     "frame_views",
     "laterality_pairs",
     "merge_info",
@@ -173,6 +175,8 @@ def frame_views(
     notes: dict[tuple[str, int], list[str]] = {}
     sides: dict[tuple[str, int], str] = {}
     for index, group in enumerate(reviewable.report.groups):
+        if is_study_finding(group):
+            continue  # a study-level value: no frame of its own (qa_review.studyfindings)
         refs = group.images
         key = frame_of(refs[0] if refs else None)
         if key not in items:
@@ -208,12 +212,41 @@ def frame_views(
     return tuple(views)
 
 
-def laterality_pairs(frames: Sequence[FrameView]) -> tuple[tuple[str, FrameView, FrameView], ...]:
-    """(site, left frame, right frame) for each structure measured on both sides (first frame of each)."""
-    by_site: dict[str, dict[str, FrameView]] = {}
+@dataclass(frozen=True)
+class SidePair:
+    """The same structure at the same level measured on both sides (first frame of each side)."""
+
+    site: str
+    level: str
+    left: FrameView
+    right: FrameView
+
+    @property
+    def label(self) -> str:
+        """``median nerve at wrist region`` (the structure alone when no level is known)."""
+        return f"{self.site} at {self.level.lower()}" if self.level else self.site
+
+    def values(self, frame: FrameView) -> tuple[ReviewItem, ...]:
+        """The values of this structure and level on one of the two frames."""
+        return tuple(i for i in frame.items if i.site == self.site and i.level == self.level)
+
+
+def laterality_pairs(frames: Sequence[FrameView]) -> tuple[SidePair, ...]:
+    """Each structure measured on both sides *at the same level*.
+
+    The level is the Finding Site's topographical modifier (``Wrist region``);
+    a right wrist and a left forearm are not a pair. Two sides without a level
+    pair as the pipeline's right-minus-left does (same structure, same level:
+    here none).
+    """
+    by_place: dict[tuple[str, str], dict[str, FrameView]] = {}
     for frame in frames:
         for item in frame.items:
             side = item.laterality.lower()
             if side in ("left", "right") and item.site:
-                by_site.setdefault(item.site, {}).setdefault(side, frame)
-    return tuple((site, sides["left"], sides["right"]) for site, sides in by_site.items() if len(sides) == 2)
+                by_place.setdefault((item.site, item.level), {}).setdefault(side, frame)
+    return tuple(
+        SidePair(site=site, level=level, left=sides["left"], right=sides["right"])
+        for (site, level), sides in by_place.items()
+        if len(sides) == 2
+    )

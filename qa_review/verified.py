@@ -39,7 +39,9 @@ from pydicom.sequence import Sequence as DicomSequence
 from pydicom.uid import generate_uid
 from pydicom.valuerep import DSfloat
 
-from pipeline.sr.reader import CodedValue
+from pipeline.sr import codes as sr_codes
+from pipeline.sr.codes import concept_key
+from pipeline.sr.walk import item_key
 from qa_review import codes
 from qa_review.findings import findings_of
 from qa_review.items import GroupSlot, ReviewableReport, reviewable_report
@@ -59,12 +61,11 @@ VERIFIED_SERIES_NUMBER = 902
 SERIES_DESCRIPTION = "mskus measurements (verified)"
 #: Completion Flag Description of a verified SR whose automated SR was PARTIAL (LO: at most 64).
 PARTIAL_NOTE = "verified as is; unmeasured images: see Qualitative Evaluations"
-_IMAGING_MEASUREMENTS = ("DCM", "126010")
-_QUALITATIVE = ("UMLS", "C0034375")
-_IMAGE_REGION = ("DCM", "111030")
+_IMAGING_MEASUREMENTS = concept_key(sr_codes.IMAGING_MEASUREMENTS)
+_QUALITATIVE = concept_key(sr_codes.QUALITATIVE_EVALUATIONS)
+_IMAGE_REGION = concept_key(sr_codes.IMAGE_REGION)
 _PERSON_CONTEXT = {
-    (c.scheme_designator, c.value)
-    for c in (codes.OBSERVER_TYPE, codes.PERSON_OBSERVER_NAME, codes.PERSON_OBSERVER_ORGANIZATION)
+    concept_key(c) for c in (codes.OBSERVER_TYPE, codes.PERSON_OBSERVER_NAME, codes.PERSON_OBSERVER_ORGANIZATION)
 }
 
 
@@ -72,11 +73,7 @@ class VerificationError(ValueError):
     """The sign-off does not fit the document (the message says why)."""
 
 
-def _key(item: Dataset) -> tuple[str, str] | None:
-    seq = item.get("ConceptNameCodeSequence")
-    if not seq:
-        return None
-    return CodedValue(str(seq[0].get("CodeValue", "")), str(seq[0].get("CodingSchemeDesignator", "")), "").key
+_key = item_key
 
 
 def _remove(parent: MutableSequence[Dataset], item: Dataset) -> None:

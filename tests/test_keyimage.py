@@ -9,15 +9,15 @@ import numpy as np
 import pydicom
 import pytest
 
-from tests.analysis_helpers import analyze_image
 from pipeline.keyimage import (
     SECONDARY_CAPTURE_IMAGE_STORAGE,
-    KeyImageWriter,
     add_banner,
     build_key_image,
 )
 from pipeline.loading import load_ultrasound
 from pipeline.overlay import draw_overlay
+from pipeline.study.outputs import key_image_rel_path
+from tests.analysis_helpers import analyze_image
 from tests.conftest import SAMPLE_DATA, require_tool
 
 MSKUS = [sys.executable, "-m", "mskus"]
@@ -40,9 +40,8 @@ def cine_overlay():
 def test_key_image_is_valid_secondary_capture(cine_overlay, tmp_path):
     image, overlay = cine_overlay
     source = image.dataset
-    writer = KeyImageWriter(tmp_path)
-    path = writer.write(overlay, source, frame_number=3, stem="07_nerve_cine")
-    assert path.name == "07_nerve_cine_frame0003_key.dcm"
+    path = tmp_path / "07_nerve_cine_frame0003_key.dcm"
+    build_key_image(overlay, source, frame_number=3).save_as(path, enforce_file_format=True)
     assert dciodvfy_errors(path) == []
     ds = pydicom.dcmread(path)
     assert ds.SOPClassUID == SECONDARY_CAPTURE_IMAGE_STORAGE
@@ -64,16 +63,6 @@ def test_key_image_is_valid_secondary_capture(cine_overlay, tmp_path):
     assert (pixels[:band] > 0).any(), "banner text is burned in"
 
 
-def test_one_series_per_study(cine_overlay, tmp_path):
-    image, overlay = cine_overlay
-    writer = KeyImageWriter(tmp_path)
-    a = pydicom.dcmread(writer.write(overlay, image.dataset, frame_number=1, stem="a"))
-    b = pydicom.dcmread(writer.write(overlay, image.dataset, frame_number=2, stem="a"))
-    assert a.SeriesInstanceUID == b.SeriesInstanceUID
-    assert (int(a.InstanceNumber), int(b.InstanceNumber)) == (1, 2)
-    assert a.SOPInstanceUID != b.SOPInstanceUID
-
-
 def test_key_image_refuses_source_series(cine_overlay):
     image, overlay = cine_overlay
     with pytest.raises(ValueError, match="own series"):
@@ -89,16 +78,18 @@ def test_analyze_writes_key_images(tmp_path):
     proc = subprocess.run([*MSKUS, "analyze", *files, "--out", str(out), "--key-images"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
-    keys = sorted(out.glob("*_key.dcm"))
-    assert [k.name for k in keys] == [
-        "01_nerve_mono_frame0001_key.dcm", "02_nerve_rgb_frame0001_key.dcm", "04_muscle_mono_frame0001_key.dcm"]
-    datasets = [pydicom.dcmread(k) for k in keys]
     sources = [pydicom.dcmread(f, stop_before_pixels=True) for f in files]
+    keys = [
+        out / key_image_rel_path(str(src.StudyInstanceUID), str(src.SOPInstanceUID), 1) for src in sources
+    ]  # key_images/<study>/<sop>_frame0001_key.dcm, beside overlays/<study>/...
+    assert all(k.is_file() for k in keys) and len(list(out.glob("key_images/*/*_key.dcm"))) == 3
+    datasets = [pydicom.dcmread(k) for k in keys]
     for ds, src in zip(datasets, sources):
         assert ds.StudyInstanceUID == src.StudyInstanceUID
         assert ds.SeriesInstanceUID not in {s.SeriesInstanceUID for s in sources}
-    # 01 and 02 share study A: one key-image series for it; 04 (study B) has its own.
+    # 01 and 02 share study A: one key-image series for it, numbered; 04 (study B) has its own.
     assert datasets[0].SeriesInstanceUID == datasets[1].SeriesInstanceUID != datasets[2].SeriesInstanceUID
+    assert sorted(int(ds.InstanceNumber) for ds in datasets[:2]) == [1, 2]
     for key in keys:
         assert dciodvfy_errors(key) == []
     assert len(list(out.glob("SR_*.dcm"))) == 2
@@ -123,7 +114,8 @@ def test_key_image_of_a_jpeg_source_keeps_its_lossy_history(tmp_path):
     jpeg = load_ultrasound(SAMPLE_DATA / "03_nerve_jpeg.dcm")
     frame = jpeg.frame(0)
     overlay = draw_overlay(frame, analyze_image(jpeg).frames[0])
-    path = KeyImageWriter(tmp_path).write(overlay, jpeg.dataset, frame_number=None, stem="03_nerve_jpeg")
+    path = tmp_path / "03_nerve_jpeg_key.dcm"
+    build_key_image(overlay, jpeg.dataset).save_as(path, enforce_file_format=True)
     ds = pydicom.dcmread(path)
     assert ds.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian  # stored uncompressed ...
     assert ds.LossyImageCompression == "01"  # ... but its pixels went through JPEG once

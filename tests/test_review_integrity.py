@@ -77,7 +77,11 @@ def test_stale_form_is_refused_with_who_signed_and_history_shows_both(out_dir):
     assert "automated analysis" in history and "Alice Liddell" in history
     assert "wrong structure" in history and "that is the artery" in history
     fresh = _form_for(bob, study)
-    assert "decision-g1" not in fresh  # the only finding was rejected: nothing left to decide
+    # the only image finding (the contour) was rejected: what is left to decide is the study-level finding
+    assert 'data-kind="contour"' not in page
+    left = {k for k in fresh if k.startswith("decision-")}
+    study_level = set(re.findall(r'name="(decision-g\d+)"', re.search(r'<section class="study-findings".*?</section>', page, re.S).group(0)))
+    assert left == study_level
     fresh.update(reviewer="Builder^Bob", organisation="QA B")
     assert bob.post(f"/study/{study}/signoff", data=fresh).status_code == 303
     second = read_measurement_report(out_dir / "verified" / f"SR_{study}_verified_2.dcm")

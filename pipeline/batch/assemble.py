@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from pipeline.batch.atomic import atomic_open, atomic_write_text
+from pipeline.atomic import atomic_open, atomic_write_text
 from pipeline.batch.records import STATE_DIR, StudyRecord, read_record
 from pipeline.batch.settings import RunSettings
 from pipeline.batch.tables import ERROR_COLUMNS, MEASUREMENT_COLUMNS, SUMMARY_COLUMNS, ErrorRow

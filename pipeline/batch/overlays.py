@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from pipeline.analysis import FrameResult
-from pipeline.batch.atomic import atomic_write_bytes
+from pipeline.atomic import atomic_write_bytes
 from pipeline.filenames import uid_file_name
 from pipeline.loading import UltrasoundFrame
 from pipeline.overlay import draw_overlay

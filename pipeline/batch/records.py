@@ -19,7 +19,7 @@ import os
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from pipeline.batch.atomic import atomic_write_text
+from pipeline.atomic import atomic_write_text
 from pipeline.batch.plan import StudyTask, study_key
 from pipeline.batch.settings import RunSettings
 

@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.atomic import remove_stale_temporaries
 from pipeline.batch.assemble import TableCounts, assemble_outputs
-from pipeline.batch.atomic import remove_stale_temporaries
 from pipeline.batch.executors import DaskExecutor, InProcessExecutor, LocalExecutor, StudyExecutor
 from pipeline.batch.headers import ImageHeader, read_header
 from pipeline.batch.lock import output_lock

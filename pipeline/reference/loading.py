@@ -22,7 +22,6 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 from pipeline.errors import UsageError
@@ -209,7 +208,7 @@ def _zscore_model(raw: Mapping[str, Any], sources: Mapping[str, ReferenceSource]
         transducer=_text(raw, "transducer", where, required=False),
         preset=_text(raw, "preset", where, required=False),
         intercept=_number(mean, "intercept", mean_where),  # type: ignore[arg-type]  # required: never None
-        coefficients=MappingProxyType({k: v for k, v in coefficients.items() if v is not None}),
+        coefficients={k: v for k, v in coefficients.items() if v is not None},  # a dict: settings are pickled to workers
         sd=_number(raw, "sd", where, positive=True),  # type: ignore[arg-type]  # required: never None
         z_limit=2.0 if z_limit is None else z_limit,
         example=example,

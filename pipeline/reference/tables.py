@@ -20,7 +20,6 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 
 __all__ = [
     "COVARIATES",
@@ -256,4 +255,4 @@ class ReferenceTables:
         return tuple(m for m in self.zscore_models if m.structure == structure and m.measurement == measurement)
 
 
-EMPTY_COEFFICIENTS: Mapping[str, float] = MappingProxyType({})
+EMPTY_COEFFICIENTS: Mapping[str, float] = {}

@@ -127,7 +127,8 @@ class AutoNerveSegmenter:
         classical_items = {f"classical.{k}": v for k, v in self.classical_parameters.as_dict().items()}
         self.parameters = _ParameterView(
             _model_parameters(self.learned.net),
-            self.learned.settings.as_dict(),
+            # The outline settings of the learned segmenter do not apply: auto places its own border.
+            {k: v for k, v in self.learned.settings.as_dict().items() if not k.startswith("outline")},
             {f"auto.{k}": v for k, v in self.settings.as_dict().items()},
             classical_items,
         )

@@ -22,6 +22,7 @@ from skimage.measure import find_contours
 from pipeline.calibration import PixelBox
 from pipeline.crop import Crop
 from pipeline.segmentation.base import NerveSegmentation, RimFeatures
+from pipeline.segmentation.classical_nerve import _speckle_fwhm_px
 from pipeline.segmentation.nerve_confidence import ConfidenceCalibration
 from pipeline.segmentation.nerve_model import (
     DEFAULT_MODEL_PATH,
@@ -31,9 +32,13 @@ from pipeline.segmentation.nerve_model import (
     _model_parameters,
     _ParameterView,
 )
+from pipeline.segmentation.nerve_outline import OutlineParameters, refine_outline
 from pipeline.segmentation.nerve_preprocess import _fill_excluded
 
-__all__ = ["LabelRegion", "LearnedFrame", "LearnedNerveParameters", "LearnedNerveSegmenter", "label_regions"]
+#: Choices of :attr:`LearnedNerveParameters.outline`.
+OUTLINES = ("network", "refined")
+
+__all__ = ["OUTLINES", "LabelRegion", "LearnedFrame", "LearnedNerveParameters", "LearnedNerveSegmenter", "label_regions"]
 
 
 @dataclass(frozen=True)
@@ -179,16 +184,49 @@ class LearnedNerveParameters:
         Floor of the calibrated confidence: a nerve below it is not
         reported; a frame whose every candidate lies below it is refused
         with the reason (:func:`pipeline.analysis.analyze_frame`).
+    outline : {"network", "refined"}
+        ``network``: the border is the network's decision boundary;
+        ``refined``: :func:`~pipeline.segmentation.nerve_outline.refine_outline`
+        (the ``outline_level`` contour of the nerve margin, and the rim model
+        of CONTRACT.md section 4 where a rim is seen when ``outline_rim``).
+    outline_level : float
+        Nerve-margin level of the refined border where no rim is seen. The
+        defaults of the ``outline_*`` settings were chosen on the training
+        split of usgra-seg-train and the sample-data phantoms
+        (``training/fit_nerve_outline.py``, ``training/EXPERIMENTS.md``).
+    outline_rim : bool
+        Rim model where a rim is seen (refined outline only).
+    outline_min_prominence : float
+        Rim visibility threshold on a normal, in noise SDs (refined outline only).
+    outline_min_rim_share : float
+        Smallest share of normals with a rim for the rim model to be used (refined outline only).
     """
 
     min_region_fraction: float = 0.0015
     min_region_mm2: float = 0.8
     max_nerves: int = 6
     min_confidence: float = 0.5
+    outline: str = "network"
+    outline_level: float = 0.5
+    outline_rim: bool = True
+    outline_min_prominence: float = 3.0
+    outline_min_rim_share: float = 0.6
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_confidence <= 1.0:
             raise ValueError(f"min_confidence must lie in [0, 1], not {self.min_confidence}")
+        if self.outline not in OUTLINES:
+            raise ValueError(f"outline must be one of {', '.join(OUTLINES)}, not {self.outline!r}")
+        self.outline_parameters()  # validates the outline settings
+
+    def outline_parameters(self) -> OutlineParameters:
+        """The refinement settings (:class:`~pipeline.segmentation.nerve_outline.OutlineParameters`)."""
+        return OutlineParameters(
+            level=self.outline_level,
+            rim=self.outline_rim,
+            min_prominence=self.outline_min_prominence,
+            min_rim_share=self.outline_min_rim_share,
+        )
 
     def as_dict(self) -> dict[str, float | int | str]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -268,13 +306,25 @@ class LearnedNerveSegmenter:
         """Every nerve region, best first. See :class:`~pipeline.segmentation.base.NerveSegmenter`."""
         frame = self.analyze(gray, tissue_box, mm_per_px=mm_per_px, exclude=exclude)
         roi = frame.crop.apply(gray).astype(np.float32)
+        refine = self.settings.outline == "refined" and bool(frame.nerves)
+        if refine:
+            outline = self.settings.outline_parameters()
+            prob = frame.probabilities
+            margin = prob[NERVE] - np.delete(prob, NERVE, axis=0).max(axis=0)
+            psf = _speckle_fwhm_px(frame.crop.apply(gray)) if outline.rim else None
         out = []
         for region in frame.nerves:
-            contour = frame.crop.to_frame(region.contour_px)
+            contour_crop, ridge_crop = region.contour_px, region.contour_px
+            if refine:
+                refined = refine_outline(
+                    roi, margin, region.mask, region.contour_px, outline, mm_per_px=mm_per_px, psf_fwhm_px=psf
+                )
+                contour_crop, ridge_crop = refined.contour_px, refined.ridge_px
+            contour = frame.crop.to_frame(contour_crop)
             out.append(
                 NerveSegmentation(
                     contour_px=contour,
-                    ridge_px=contour.copy(),
+                    ridge_px=frame.crop.to_frame(ridge_crop),
                     confidence=self.confidence(region),
                     features=_nan_features(_interior_to_surround(roi, region.mask)),
                 )

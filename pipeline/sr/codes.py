@@ -26,6 +26,7 @@ from pydicom.sr.coding import Code
 from pipeline.protocols import Laterality
 
 __all__ = [
+    "concept_key",
     "ANALYSED_DURATION",
     "AREA",
     "CALIBRATION_NOTE",
@@ -47,6 +48,18 @@ __all__ = [
     "FINDING",
     "FINDING_SITE",
     "FRAME_OF_REFERENCE_UID",
+    "ALGORITHM_NAME",
+    "ALGORITHM_PARAMETERS",
+    "ALGORITHM_VERSION",
+    "DEVICE_OBSERVER_MODEL_NAME",
+    "DEVICE_OBSERVER_NAME",
+    "DEVICE_OBSERVER_UID_CONCEPT",
+    "FINDING_CATEGORY",
+    "MEASUREMENT_METHOD",
+    "NORMALITY",
+    "NORMAL_RANGE_DESCRIPTION",
+    "PROCEDURE_REPORTED",
+    "TOPOGRAPHICAL_MODIFIER",
     "IMAGE_LIBRARY",
     "IMAGE_LIBRARY_GROUP",
     "IMAGE_REGION",
@@ -124,6 +137,19 @@ FINDING_SITE = Code("363698007", "SCT", "Finding Site")
 LATERALITY = Code("272741003", "SCT", "Laterality")
 IMAGE_REGION = Code("111030", "DCM", "Image Region")
 DERIVATION = Code("121401", "DCM", "Derivation")
+#: Concepts the reader looks for (and highdicom writes): TID 1500 / 1501 / 1410 / 4019 / 1004.
+PROCEDURE_REPORTED = Code("121058", "DCM", "Procedure reported")
+FINDING_CATEGORY = Code("276214006", "SCT", "Finding category")
+TOPOGRAPHICAL_MODIFIER = Code("106233006", "SCT", "Topographical modifier")
+MEASUREMENT_METHOD = Code("370129005", "SCT", "Measurement Method")
+NORMALITY = Code("121402", "DCM", "Normality")
+NORMAL_RANGE_DESCRIPTION = Code("121407", "DCM", "Normal Range description")
+ALGORITHM_NAME = Code("111001", "DCM", "Algorithm Name")
+ALGORITHM_VERSION = Code("111003", "DCM", "Algorithm Version")
+ALGORITHM_PARAMETERS = Code("111002", "DCM", "Algorithm Parameters")
+DEVICE_OBSERVER_UID_CONCEPT = Code("121012", "DCM", "Device Observer UID")
+DEVICE_OBSERVER_NAME = Code("121013", "DCM", "Device Observer Name")
+DEVICE_OBSERVER_MODEL_NAME = Code("121015", "DCM", "Device Observer Model Name")
 
 #: Acquisition modality codes (CID 29) for the Image Library.
 MODALITY_CODES: Mapping[str, Code] = MappingProxyType(
@@ -410,3 +436,8 @@ def site_code(site: str) -> Code:
 #: Stable Device Observer UID of the mskus program (the same for every version;
 #: the version is reported next to it).
 DEVICE_OBSERVER_UID = "2.25." + str(uuid.uuid5(uuid.NAMESPACE_URL, "urn:mskus:device-observer").int)
+
+
+def concept_key(code: Code) -> tuple[str, str]:
+    """(scheme designator, value) of a code: how readers match a content item's concept to it."""
+    return (str(code.scheme_designator), str(code.value))

@@ -23,6 +23,9 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from pipeline.errors import MskusInputError
+from pipeline.sr import codes
+from pipeline.sr.codes import concept_key
+from pipeline.sr.walk import children, code_key, descends, flatten, item_key, value_type
 
 __all__ = [
     "AlgorithmIdentification",
@@ -48,35 +51,31 @@ class NotStructuredReportError(MskusInputError):
 
 
 # Concept names the reader recognises (scheme designator, code value).
-_MEASUREMENT_GROUP = ("DCM", "125007")
-_IMAGE_LIBRARY = ("DCM", "111028")
-_TRACKING_ID = ("DCM", "112039")
-_TRACKING_UID = ("DCM", "112040")
-_FINDING = ("DCM", "121071")
-_FINDING_CATEGORY = ("SCT", "276214006")
-_FINDING_SITE = ("SCT", "363698007")
-_LATERALITY = ("SCT", "272741003")
-_TOPOGRAPHICAL_MODIFIER = ("SCT", "106233006")
-_DERIVATION = ("DCM", "121401")
-_METHOD = ("SCT", "370129005")
-# TID 310 / 311 / 312 Measurement Properties: normality, normal range, population statistics.
-_NORMALITY = ("DCM", "121402")
-_NORMAL_RANGE_LOWER = ("SCT", "385524004")
-_NORMAL_RANGE_UPPER = ("SCT", "371933006")
-_NORMAL_RANGE_DESCRIPTION = ("DCM", "121407")
-_POPULATION_MEAN = ("SCT", "373098007")
-_POPULATION_SD = ("DCM", "121414")
-_Z_SCORE = ("DCM", "121416")
-_PROCEDURE_REPORTED = ("DCM", "121058")
-_ALGORITHM_NAME = ("DCM", "111001")
-_ALGORITHM_VERSION = ("DCM", "111003")
-_ALGORITHM_PARAMETERS = ("DCM", "111002")
-_DEVICE_OBSERVER_UID = ("DCM", "121012")
-_DEVICE_OBSERVER_NAME = ("DCM", "121013")
-_DEVICE_OBSERVER_MODEL = ("DCM", "121015")
-# Older documents use SRT designators for the same SNOMED concepts.
-_SCHEME_ALIASES = {"SRT": "SCT", "SNM3": "SCT", "99SDM": "SCT"}
-_LEGACY_CODES = {("SRT", "G-C0E3"): _FINDING_SITE, ("SRT", "G-C171"): _LATERALITY, ("SRT", "G-C036"): _METHOD}
+_MEASUREMENT_GROUP = concept_key(codes.MEASUREMENT_GROUP)
+_IMAGE_LIBRARY = concept_key(codes.IMAGE_LIBRARY)
+_TRACKING_ID = concept_key(codes.TRACKING_IDENTIFIER)
+_TRACKING_UID = concept_key(codes.TRACKING_UNIQUE_IDENTIFIER)
+_FINDING = concept_key(codes.FINDING)
+_FINDING_CATEGORY = concept_key(codes.FINDING_CATEGORY)
+_FINDING_SITE = concept_key(codes.FINDING_SITE)
+_LATERALITY = concept_key(codes.LATERALITY)
+_TOPOGRAPHICAL_MODIFIER = concept_key(codes.TOPOGRAPHICAL_MODIFIER)
+_DERIVATION = concept_key(codes.DERIVATION)
+_METHOD = concept_key(codes.MEASUREMENT_METHOD)
+_NORMALITY = concept_key(codes.NORMALITY)
+_NORMAL_RANGE_LOWER = concept_key(codes.NORMAL_RANGE_LOWER_LIMIT)
+_NORMAL_RANGE_UPPER = concept_key(codes.NORMAL_RANGE_UPPER_LIMIT)
+_NORMAL_RANGE_DESCRIPTION = concept_key(codes.NORMAL_RANGE_DESCRIPTION)
+_POPULATION_MEAN = concept_key(codes.MEAN_VALUE_OF_POPULATION)
+_POPULATION_SD = concept_key(codes.STANDARD_DEVIATION_OF_POPULATION)
+_Z_SCORE = concept_key(codes.Z_SCORE)
+_PROCEDURE_REPORTED = concept_key(codes.PROCEDURE_REPORTED)
+_ALGORITHM_NAME = concept_key(codes.ALGORITHM_NAME)
+_ALGORITHM_VERSION = concept_key(codes.ALGORITHM_VERSION)
+_ALGORITHM_PARAMETERS = concept_key(codes.ALGORITHM_PARAMETERS)
+_DEVICE_OBSERVER_UID = concept_key(codes.DEVICE_OBSERVER_UID_CONCEPT)
+_DEVICE_OBSERVER_NAME = concept_key(codes.DEVICE_OBSERVER_NAME)
+_DEVICE_OBSERVER_MODEL = concept_key(codes.DEVICE_OBSERVER_MODEL_NAME)
 
 
 @dataclass(frozen=True)
@@ -89,11 +88,8 @@ class CodedValue:
 
     @property
     def key(self) -> tuple[str, str]:
-        """(scheme, value) with legacy SNOMED designators normalised."""
-        key = (self.scheme, self.value)
-        if key in _LEGACY_CODES:
-            return _LEGACY_CODES[key]
-        return (_SCHEME_ALIASES.get(self.scheme, self.scheme), self.value)
+        """(scheme, value) with legacy SNOMED designators normalised (:func:`pipeline.sr.walk.code_key`)."""
+        return code_key(self.scheme, self.value)
 
     def matches(self, code: Any) -> bool:
         """Same concept as a pydicom/highdicom code (or another CodedValue)."""
@@ -358,17 +354,12 @@ def _name(item: Dataset) -> CodedValue | None:
     return _coded(item.get("ConceptNameCodeSequence"))
 
 
-def _key(item: Dataset) -> tuple[str, str] | None:
-    name = _name(item)
-    return name.key if name is not None else None
-
-
-def _value_type(item: Dataset) -> str:
-    return str(item.get("ValueType", "") or "")
+_key = item_key
+_value_type = value_type
 
 
 def _children(item: Dataset) -> list[Dataset]:
-    return list(item.get("ContentSequence") or [])
+    return list(children(item))
 
 
 def _image_ref(item: Dataset) -> ImageReference | None:
@@ -469,7 +460,7 @@ def _numeric(item: Dataset) -> NumericMeasurement | None:
     nested: list[NumericMeasurement] = []
     properties: dict[tuple[str, str], float | None] = {}
     range_description = ""
-    for child in _iter_flat(_children(item)):
+    for child in flatten(_children(item)):
         key = _key(child)
         vt = _value_type(child)
         if vt == "CODE" and key == _NORMALITY:
@@ -521,14 +512,6 @@ def _numeric(item: Dataset) -> NumericMeasurement | None:
     )
 
 
-def _iter_flat(items: Sequence[Dataset]) -> Iterator[Dataset]:
-    """Items and the children of plain sub-containers (not of NUM/SCOORD/code items)."""
-    for item in items:
-        yield item
-        if _value_type(item) == "CONTAINER" and _key(item) != _MEASUREMENT_GROUP:
-            yield from _iter_flat(_children(item))
-
-
 def _template_id(item: Dataset) -> str:
     seq = item.get("ContentTemplateSequence")
     if seq:
@@ -545,7 +528,7 @@ def _group(item: Dataset) -> MeasurementGroup:
     measurements: list[NumericMeasurement] = []
     evaluations: list[TextObservation] = []
     algo: dict[str, Any] = {"name": "", "version": "", "parameters": []}
-    for child in _iter_flat(_children(item)):
+    for child in flatten(_children(item)):
         vt = _value_type(child)
         key = _key(child)
         name = _name(child)
@@ -645,7 +628,7 @@ class _Walker:
                 and _name(item) is not None
             ):
                 self.notes.append(TextObservation(name=_name(item), value=str(item.get("TextValue", ""))))  # type: ignore[arg-type]
-            if vt == "CONTAINER" or (in_library and vt != "IMAGE"):
+            if descends(item, in_library=in_library):
                 self.walk(_children(item), in_library=in_library or key == _IMAGE_LIBRARY, depth=depth + 1)
 
 

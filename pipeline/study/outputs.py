@@ -27,7 +27,7 @@ import cv2
 from pydicom.dataset import Dataset
 
 from pipeline.analysis import FrameResult
-from pipeline.batch.atomic import atomic_write_bytes
+from pipeline.atomic import atomic_write_bytes
 from pipeline.batch.overlays import overlay_rel_path, tissue_only_frame
 from pipeline.batch.pseudonym import Pseudonymizer
 from pipeline.batch.records import StudyRecord, read_record, record_path, write_record

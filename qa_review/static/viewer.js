@@ -253,4 +253,48 @@
       timer = setInterval(function () { show((+pos.value % frames) + 1); }, 200);
     });
   });
+
+  /* Fasciculation events: play the clip from t - 1 s to t + 1 s around each event, at the clip's frame rate. */
+  Array.prototype.forEach.call(document.querySelectorAll("section.fasciculation"), function (section) {
+    var player = section.querySelector(".event-player");
+    if (!player) return;
+    var img = player.querySelector("img.event-frame");
+    var label = player.querySelector(".event-label");
+    var src = section.getAttribute("data-src");
+    var frames = +section.getAttribute("data-frames");
+    var interval = +section.getAttribute("data-interval") || 40;
+    var timer = null;
+    var playing = null;
+    player.hidden = false;
+    function stop() {
+      if (timer) { clearInterval(timer); timer = null; }
+      if (playing) { playing.button.textContent = "Play t−1 s to t+1 s"; playing.row.classList.remove("playing"); playing = null; }
+    }
+    function show(n, at) {
+      img.src = src.replace(/\/1\.png$/, "/" + n + ".png");
+      img.setAttribute("data-frame", n);
+      label.textContent = "frame " + n + " of " + frames + (n === at ? " (event: peak displacement)" : "");
+    }
+    Array.prototype.forEach.call(section.querySelectorAll("button.play-event"), function (button) {
+      button.hidden = false;
+      button.addEventListener("click", function () {
+        var again = playing && playing.button === button;
+        stop();
+        if (again) return;
+        var from = +button.getAttribute("data-from"), to = +button.getAttribute("data-to");
+        var at = +button.getAttribute("data-at");
+        var row = button.closest("tr");
+        playing = { button: button, row: row };
+        row.classList.add("playing");
+        button.textContent = "Stop";
+        var n = from;
+        show(n, at);
+        timer = setInterval(function () {
+          n += 1;
+          if (n > to) { stop(); label.textContent += " (end of t+1 s)"; return; }
+          show(n, at);
+        }, interval);
+      });
+    });
+  });
 })();
