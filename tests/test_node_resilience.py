@@ -151,20 +151,21 @@ def test_two_good_and_one_crasher_give_a_partial_sr_with_both_good_images(tmp_pa
 
 def test_an_unexpected_exception_in_one_image_is_a_refusal_of_that_image(tmp_path, monkeypatch):
     """Any exception (not only the known four) while analysing one instance: the others are reported."""
-    import dicom_node.processing as processing
+    from pipeline.settings import Analyzer, load_analysis_settings
 
     data = tmp_path / "node"
     study = generate_uid()
     paths = [str(_copy(SAMPLE_DATA / name, tmp_path / name, study_uid=study)) for name in ("04_muscle_mono.dcm", "05_muscle_bone.dcm")]
-    real = processing.analyze_image
+    real = Analyzer.analyze
 
-    def flaky(image, **kwargs):
-        if image.source == paths[1]:
+    def flaky(self, image, **kwargs):
+        if image.source.endswith("05_muscle_bone.dcm"):
             raise RuntimeError("decoder bug")
-        return real(image, **kwargs)
+        return real(self, image, **kwargs)
 
-    monkeypatch.setattr(processing, "analyze_image", flaky)
-    outcome = process_study(StudyJob(str(data), study, 1, tuple(paths), None, False, time.time()))
+    monkeypatch.setattr(Analyzer, "analyze", flaky)
+    job = StudyJob(str(data), study, 1, tuple(paths), None, False, time.time(), load_analysis_settings())
+    outcome = process_study(job)
     assert outcome.failed_images == 1 and len(outcome.results) == 1
     sr = pydicom.dcmread(outcome.results[0].path)
     assert sr.CompletionFlag == "PARTIAL"

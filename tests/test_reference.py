@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from pydicom.dataset import Dataset
 
+from pipeline.algorithm import AlgorithmIdentity
 from pipeline.analysis import FrameResult, ImageResult, MeasurementRow, RowStatus
 from pipeline.batch.tables import MEASUREMENT_COLUMNS, ImageContext, measurement_cells
 from pipeline.errors import UsageError
@@ -324,7 +325,8 @@ def nerve_report(tmp_path_factory):
     contour = np.stack([cx + 40 * np.cos(t), cy + 25 * np.sin(t)], axis=1)
     nerve = measure_nerve(frame.gray, contour, frame.calibration, confidence=0.9)
     result_frame = FrameResult(frame_index=0, protocol=Protocol.NERVE, site="median nerve", laterality=Laterality.RIGHT,
-                               calibration=frame.calibration, nerve=nerve, level="wrist")
+                               calibration=frame.calibration, nerve=nerve, level="wrist",
+                               algorithm=AlgorithmIdentity("test-contour", "1"))
     result = ImageResult(source_file="01_nerve_mono.dcm", sop_instance_uid=image.sop_instance_uid,
                          sop_class_uid=image.sop_class_uid, study_instance_uid=image.study_instance_uid,
                          series_instance_uid=image.series_instance_uid, number_of_frames=image.number_of_frames,
