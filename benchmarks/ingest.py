@@ -357,8 +357,39 @@ def node(folder: Path, *, quiet_seconds: float = 10.0, destination: tuple[str, i
         with contextlib.closing(sqlite3.connect(f"file:{index}?mode=ro", uri=True)) as db:
             return int(db.execute("SELECT COUNT(*) FROM instances").fetchone()[0])
 
-    with _process([sys.executable, str(Path(__file__).resolve()), "--node", str(config)], folder / "node.log", port):
+    with _process([sys.executable, str(Path(__file__).resolve()), "--node", str(config)], folder / "node.log", port) as process:
+        _wait_for_idle_children(process.pid)  # a running node's analysis worker is up before traffic, as in service
         yield Running(port, "MSKUS", count)
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def _wait_for_idle_children(pid: int, *, timeout: float = 60.0) -> None:
+    """Wait until process ``pid`` has an analysis worker process (multiprocessing spawn) that has stopped using CPU."""
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    if not children.exists():  # not Linux: give the worker a moment instead
+        time.sleep(5)
+        return
+
+    def worker() -> int | None:
+        for child in children.read_text().split():
+            with contextlib.suppress(OSError):
+                if b"spawn_main" in Path(f"/proc/{child}/cmdline").read_bytes():  # not multiprocessing's resource tracker
+                    return int(child)
+        return None
+
+    child = int(str(wait_for(worker, timeout=timeout, what="node worker started")))
+    deadline = time.monotonic() + timeout
+    previous = -1
+    while time.monotonic() < deadline:
+        ticks = _cpu_ticks(child)
+        if ticks == previous:
+            return
+        previous = ticks
+        time.sleep(0.5)
 
 
 def run_node(config_path: Path) -> None:

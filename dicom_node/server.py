@@ -375,6 +375,7 @@ class StorageNode:
         if network.level == logging.NOTSET:  # the node logs each association and store itself, in one line
             network.setLevel(logging.WARNING)
         self.start()
+        self._warm_workers(now=True)  # a long-running node starts its worker now, not with the first study
         try:
             while not self._stop.wait(1.0):
                 pass
@@ -395,14 +396,17 @@ class StorageNode:
                 logger.exception("event=scheduler_error")
         self._collect_finished(wait=True)
 
-    def _warm_workers(self) -> None:
-        """Start the analysis worker as soon as a study waits, so it is ready when the quiet period ends.
+    def _warm_workers(self, *, now: bool = False) -> None:
+        """Start the analysis worker (``now``, or as soon as a study waits), so it is ready when a quiet period ends.
 
         A worker process starts (interpreter, imports) in seconds; started
         lazily at the first analysis, that time would add to the first
-        study's result latency. A node that never receives starts none.
+        study's result latency. :meth:`serve_forever` starts it at once; a
+        node run by :meth:`start` alone starts it when the first study waits.
         """
-        if self._warmed or self._pool is None or self.index.oldest_pending_received_at() is None:
+        if self._warmed or self._pool is None:
+            return
+        if not now and self.index.oldest_pending_received_at() is None:
             return
         self._warmed = True
         with contextlib.suppress(BrokenProcessPool, RuntimeError):

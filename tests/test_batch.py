@@ -294,7 +294,7 @@ def test_summary_has_repeated_frames_and_left_right_difference(local_run, cohort
     assert tuple(rows[0].keys()) == SUMMARY_COLUMNS
     cine = [r for r in rows if r["study_uid"] == cohort.cine_study and r["measurement"] == "cross_sectional_area"]
     # The 10 cine frames and the single-frame image of the same right median nerve.
-    assert [int(r["n"]) for r in cine] == [11]
+    assert [(int(r["n"]), int(r["images"])) for r in cine] == [(11, 2)]
     assert float(cine[0]["sd"]) > 0
     both = [
         r
@@ -710,3 +710,22 @@ def test_worker_reads_each_input_once_with_the_same_hash_pixels_and_reasons(tmp_
         with pytest.raises(type(read.error)) as plain_error:
             read_dataset(path)
         assert str(read.error) == str(plain_error.value), name
+
+
+def test_summary_never_pools_levels_or_compares_a_wrist_with_an_elbow():
+    from pipeline.batch.summary import summary_rows
+    from pipeline.batch.tables import MEASUREMENT_COLUMNS
+
+    def row(sop: str, level: str, side: str, value: str) -> list[str]:
+        cells = dict(study_uid="s", protocol="nerve", structure="median nerve", level=level, laterality=side,
+                     measurement="cross_sectional_area", unit="mm2", value=value, status="measured", sop_instance_uid=sop)
+        return [cells.get(name, "") for name in MEASUREMENT_COLUMNS]
+
+    rows = summary_rows([row("a", "wrist", "R", "12.0"), row("a", "wrist", "R", "14.0"), row("b", "elbow", "L", "10.0"),
+                         row("c", "wrist", "L", "9.0"), row("d", "forearm", "R", "8.0")])
+    by = {(r[SUMMARY_COLUMNS.index("level")], r[SUMMARY_COLUMNS.index("laterality")]): r for r in rows}
+    assert set(by) == {("wrist", "R"), ("wrist", "L"), ("elbow", "L"), ("forearm", "R")}
+    difference = SUMMARY_COLUMNS.index("right_minus_left")
+    assert by[("wrist", "R")][difference] == by[("wrist", "L")][difference] == "4.0"
+    assert by[("elbow", "L")][difference] == by[("forearm", "R")][difference] == ""
+    assert (by[("wrist", "R")][SUMMARY_COLUMNS.index("n")], by[("wrist", "R")][SUMMARY_COLUMNS.index("images")]) == ("2", "1")
