@@ -293,8 +293,8 @@ def test_summary_has_repeated_frames_and_left_right_difference(local_run, cohort
     rows = read_csv(out / "summary.csv")
     assert tuple(rows[0].keys()) == SUMMARY_COLUMNS
     cine = [r for r in rows if r["study_uid"] == cohort.cine_study and r["measurement"] == "cross_sectional_area"]
-    # The 10 cine frames and the single-frame image of the same right median nerve.
-    assert [(int(r["n"]), int(r["images"])) for r in cine] == [(11, 2)]
+    # The 10-frame cine counts once (the median of its frames) beside the single-frame image.
+    assert [(int(r["images"]), int(r["frames"])) for r in cine] == [(2, 11)]
     assert float(cine[0]["sd"]) > 0
     both = [
         r
@@ -726,6 +726,8 @@ def test_summary_never_pools_levels_or_compares_a_wrist_with_an_elbow():
     by = {(r[SUMMARY_COLUMNS.index("level")], r[SUMMARY_COLUMNS.index("laterality")]): r for r in rows}
     assert set(by) == {("wrist", "R"), ("wrist", "L"), ("elbow", "L"), ("forearm", "R")}
     difference = SUMMARY_COLUMNS.index("right_minus_left")
-    assert by[("wrist", "R")][difference] == by[("wrist", "L")][difference] == "4.0"
+    assert by[("wrist", "R")][difference] == by[("wrist", "L")][difference] == "4.0"  # 13 (median of 12, 14) - 9
     assert by[("elbow", "L")][difference] == by[("forearm", "R")][difference] == ""
-    assert (by[("wrist", "R")][SUMMARY_COLUMNS.index("n")], by[("wrist", "R")][SUMMARY_COLUMNS.index("images")]) == ("2", "1")
+    wrist = by[("wrist", "R")]  # one image, two frames: counted once, its median
+    assert (wrist[SUMMARY_COLUMNS.index("images")], wrist[SUMMARY_COLUMNS.index("frames")]) == ("1", "2")
+    assert wrist[SUMMARY_COLUMNS.index("mean")] == "13.0"

@@ -1,9 +1,11 @@
 """``summary.csv``: per study, structure, level, side and measurement.
 
-Repeated frames of the same structure at the same level (a cine, or several
-images of one nerve) are summarised as n (frames), images, mean, SD
-(sample, n >= 2), median, min and max of the measured values; a wrist image
-and a forearm cine of the same nerve are two rows, never pooled. Where the
+Repeated measurements of the same structure at the same level are
+summarised image by image: a cine clip counts once, with the median of its
+frames; the statistics (mean, SD of two or more images, median, min, max)
+are over those per-image values, and ``images`` and ``frames`` say how many
+of each went in. A wrist image and a forearm cine of the same nerve are two
+rows, never pooled. Where the
 study has both sides of a structure *at the same level* the difference of the
 means, right minus left, is given on both rows (a right wrist is never
 compared with a left elbow).
@@ -24,8 +26,7 @@ _COL = {name: i for i, name in enumerate(MEASUREMENT_COLUMNS)}
 
 def summary_rows(measurement_cells: Iterable[Sequence[str]]) -> list[list[str]]:
     """Summary rows (in :data:`SUMMARY_COLUMNS` order) of one study's measurement rows."""
-    groups: dict[tuple[str, str, str, str, str, str, str], list[float]] = defaultdict(list)
-    images: dict[tuple[str, str, str, str, str, str, str], set[str]] = defaultdict(set)
+    frames: dict[tuple[str, str, str, str, str, str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     first: dict[str, tuple[str, str]] = {}
     for cells in measurement_cells:
         if cells[_COL["status"]] != "measured" or not cells[_COL["value"]]:
@@ -41,8 +42,9 @@ def summary_rows(measurement_cells: Iterable[Sequence[str]]) -> list[list[str]]:
             cells[_COL["measurement"]],
             cells[_COL["unit"]],
         )
-        groups[key].append(float(cells[_COL["value"]]))
-        images[key].add(cells[_COL["sop_instance_uid"]])
+        frames[key][cells[_COL["sop_instance_uid"]]].append(float(cells[_COL["value"]]))
+    # One value per image: a clip's frames give their median.
+    groups = {key: [statistics.median(v) for v in per_image.values()] for key, per_image in frames.items()}
     means = {key: statistics.fmean(values) for key, values in groups.items()}
     rows: list[list[str]] = []
     for key in sorted(groups):
@@ -67,7 +69,7 @@ def summary_rows(measurement_cells: Iterable[Sequence[str]]) -> list[list[str]]:
                 measurement,
                 unit,
                 str(len(values)),
-                str(len(images[key])),
+                str(sum(len(v) for v in frames[key].values())),
                 format_float(means[key]),
                 format_float(statistics.stdev(values)) if len(values) >= 2 else "",
                 format_float(statistics.median(values)),
