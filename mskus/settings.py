@@ -43,6 +43,10 @@ def add_analysis_options(
         "--reference", action="append", type=Path, default=[], metavar="YAML",
         help="a clinic's reference table; replaces the shipped table of its kind (repeatable; configs/reference/)",
     )
+    parser.add_argument(
+        "--preset", default="", metavar="NAME",
+        help="the scanner preset the images were taken with (z-score models that name one apply only with it)",
+    )
 
 
 def analysis_settings(args: argparse.Namespace) -> AnalysisSettings:
@@ -52,4 +56,5 @@ def analysis_settings(args: argparse.Namespace) -> AnalysisSettings:
         segmentation=getattr(args, "segmentation", None),
         protocol=getattr(args, "protocol", None),
         reference=getattr(args, "reference", None) or (),
+        preset=getattr(args, "preset", "") or "",
     )

@@ -87,6 +87,9 @@ class AnalysisSettings:
     reference : ReferenceTables
         Reference values behind the flags (``configs/reference/`` and a
         clinic's replacements); empty: no flags.
+    preset : str
+        The scanner preset the images were taken with (no DICOM attribute
+        holds it); z-score models that name a preset apply only with it.
     software_version : str
         The mskus version that set the run up; a worker of another version refuses.
     """
@@ -97,6 +100,7 @@ class AnalysisSettings:
     nerve: SegmenterSpec = field(default_factory=SegmenterSpec)
     muscle: BoundarySpec = field(default_factory=BoundarySpec)
     reference: ReferenceTables = field(default_factory=ReferenceTables)
+    preset: str = ""
     software_version: str = __version__
 
     def __post_init__(self) -> None:
@@ -123,6 +127,7 @@ class AnalysisSettings:
                 "muscle_boundaries": self.muscle.key,
                 # The rows, not the file names: the same values from another folder flag the same.
                 "reference": hashlib.sha256(repr(dataclasses.replace(self.reference, files=())).encode()).hexdigest(),
+                "preset": self.preset,
             },
             sort_keys=True,
         )
@@ -139,6 +144,7 @@ def load_analysis_settings(
     segmentation: str | os.PathLike[str] | None = None,
     protocol: str | None = None,
     reference: Sequence[str | os.PathLike[str]] = (),
+    preset: str = "",
 ) -> AnalysisSettings:
     """Read and validate the analysis configuration: the only place its files are read.
 
@@ -155,6 +161,8 @@ def load_analysis_settings(
     reference : sequence of path
         A clinic's reference tables, each replacing the shipped tables of
         its kind (:func:`pipeline.reference.load_reference_tables`).
+    preset : str
+        The scanner preset (for device- and preset-specific z-score models).
 
     Raises
     ------
@@ -179,6 +187,7 @@ def load_analysis_settings(
             nerve=nerve,
             muscle=muscle,
             reference=load_reference_tables([Path(p) for p in reference]),
+            preset=" ".join(preset.split()),
         )
     except ValueError as exc:
         raise UsageError(str(exc)) from None

@@ -83,3 +83,30 @@ def test_a_worker_with_another_model_refuses(tmp_path):
     other = dataclasses.replace(settings, nerve=dataclasses.replace(settings.nerve, model_sha256="0" * 64))
     with pytest.raises(ModelMismatchError, match="SHA-256"):
         build_analyzer(other)
+
+
+def test_a_preset_specific_model_applies_only_with_that_preset(tmp_path):
+    """A clinic's z-score table for its own scanner and preset, loaded at the entry point, reaches the rows."""
+    from pipeline.study import StudyFile, analyze_study
+    from tests.conftest import SAMPLE_DATA
+
+    table = tmp_path / "clinic_zscores.yaml"
+    table.write_text(
+        "version: 1\nkind: zscore_models\n"
+        "sources:\n  clinic:\n    paper: our own normal values\n    table: none\n    population: 60 volunteers\n"
+        "    method: mean and SD\n    verified: true\n"
+        "rows:\n  - structure: rectus femoris muscle\n    measurement: echogenicity_mean\n    unit: '1'\n"
+        "    device: SYN-L12\n    preset: MSK-SUPERFICIAL\n    mean: {intercept: 60.0}\n    sd: 10.0\n"
+        "    z_limit: 2.0\n    source: clinic\n"
+    )
+    files = [StudyFile(str(SAMPLE_DATA / "04_muscle_mono.dcm"), "04.dcm")]
+
+    def echogenicity(preset: str):
+        settings = load_analysis_settings(reference=[table], preset=preset)
+        study = analyze_study(files, build_analyzer(settings))
+        (reading,) = [r for row, _, r in study.measurement_rows() if row.measurement == "echogenicity_mean"]
+        return reading
+
+    with_preset, without = echogenicity("MSK-SUPERFICIAL"), echogenicity("")
+    assert with_preset is not None and with_preset.z_score is not None
+    assert without is not None and without.z_score is None and without.flag.value == "none"

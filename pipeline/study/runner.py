@@ -318,7 +318,7 @@ class _Study:
         readings = readings_for_rows(
             measurement_rows(result),
             self.reference,
-            device=device_from_header(header),
+            device=device_from_header(header, preset=self.analyzer.settings.preset),
             covariates=covariates_from_header(header),
         )
         self.images.append(AnalysedImage(file, result, self._edited(header), _context(header), readings))
