@@ -154,6 +154,32 @@ def test_frames_are_consumed_one_at_a_time():
     assert most_alive <= 2
 
 
+def test_memory_stays_small_over_a_long_clip():
+    """60 s at 50 frames/s of 256x256 frames (188 MB of pixels): frames are never kept, and what the detector
+    keeps (each cell's motion per frame, 8 bytes) and works on at the end stays a small fraction of that."""
+    import tracemalloc
+
+    rows = columns = 256
+    rng = np.random.default_rng(3)
+    speckle = rng.integers(30, 200, size=(rows, columns), dtype=np.uint8)
+    n = 60 * 50
+
+    def frames() -> Iterator[np.ndarray]:
+        noise = np.random.default_rng(4)
+        for _ in range(n):
+            yield np.clip(speckle.astype(np.int16) + noise.integers(-4, 5, size=(rows, columns)), 0, 255).astype(np.uint8)
+
+    timing = FrameTiming.uniform(n, 1.0 / 50)
+    tracemalloc.start()
+    try:
+        result = detect_fasciculations(frames(), timing, PixelBox(0, 0, columns - 1, rows - 1), 0.16, 0.16)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.number_of_frames == n and result.analysed_seconds > 50
+    assert peak < 32 * 2**20, f"peak {peak / 2**20:.1f} MB over {n * rows * columns / 2**20:.0f} MB of frames"
+
+
 # --------------------------------------------------------------------------------------
 # Outputs: rows, SR
 # --------------------------------------------------------------------------------------

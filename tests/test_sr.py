@@ -38,7 +38,7 @@ from pipeline.sr import (
     read_measurement_report,
     report_file_name,
 )
-from pipeline.sr.content import to_scoord
+from pipeline.sr.content import subcutaneous_caliper, to_scoord
 from pipeline.sr.reader import NotStructuredReportError
 from tests.analysis_helpers import analyze_image
 from tests.conftest import SAMPLE_DATA, require_tool
@@ -124,25 +124,37 @@ def expected_groups(study: Study) -> list[dict]:
                         ("Perimeter", None, "mm", n.perimeter_mm),
                         ("Major Axis", None, "mm", n.major_axis_mm),
                         ("Minor Axis", None, "mm", n.minor_axis_mm),
+                        ("Flattening ratio", None, "1", n.flattening_ratio),
                     ]
                 values += [
                     ("Echogenicity", "Mean", "1", n.echogenicity.mean),
                     ("Echogenicity", "Standard Deviation", "1", n.echogenicity.sd),
+                    ("Confidence", None, "1", n.confidence),
                 ]
                 out.append(dict(sop=result.sop_instance_uid, frames=frames, graphic="POLYLINE",
                                 points=to_scoord(n.contour_px, closed=True), values=values, finding="84782009"))
             elif frame.muscle is not None:
                 m = frame.muscle
-                thickness = [("Thickness", None, "mm", m.thickness_mm)] if m.thickness_mm is not None else []
+                thickness = []
+                if m.thickness_mm is not None:
+                    thickness = [("Thickness", None, "mm", m.thickness_mm),
+                                 ("Thickness", "Mean", "mm", m.thickness_mean_central_half_mm),
+                                 ("Confidence", None, "1", m.confidence)]
                 out.append(dict(sop=result.sop_instance_uid, frames=frames, graphic="POLYLINE",
                                 points=to_scoord(np.asarray(m.caliper_px), closed=False), values=thickness,
                                 finding="127954009"))
+                if m.subcutaneous_thickness_mm is not None:
+                    out.append(dict(sop=result.sop_instance_uid, frames=frames, graphic="POLYLINE",
+                                    points=to_scoord(subcutaneous_caliper(m), closed=False), finding="71966008",
+                                    values=[("Thickness", None, "mm", m.subcutaneous_thickness_mm),
+                                            ("Confidence", None, "1", m.confidence)]))
                 e = m.echogenicity
                 out.append(dict(sop=result.sop_instance_uid, frames=frames, graphic="POLYLINE",
                                 points=to_scoord(m.roi_polygon_px, closed=True), finding="127954009",
                                 values=[("Echogenicity", "Mean", "1", e.mean),
                                         ("Echogenicity", "Standard Deviation", "1", e.sd),
-                                        ("Echogenicity", "Median", "1", e.median)]))
+                                        ("Echogenicity", "Median", "1", e.median),
+                                        ("Confidence", None, "1", m.confidence)]))
     return out
 
 
@@ -338,8 +350,9 @@ def test_uncalibrated_and_pixel_spacing_images(studies):
     assert thickness.measurements == ()  # no mm value
     assert any("mm values not reported" in e.value and e.name.value == "NOT-MEASURED" for e in thickness.evaluations)
     assert [m.label for m in echo.measurements] == [
-        "Echogenicity (Mean)", "Echogenicity (Standard Deviation)", "Echogenicity (Median)"]
+        "Echogenicity (Mean)", "Echogenicity (Standard Deviation)", "Echogenicity (Median)", "Confidence"]
     assert all(m.unit.value == "1" for m in echo.measurements)
+    # No subcutaneous group without mm values (the thickness and echogenicity groups only, above).
     spacing = [g for g in groups if "10_muscle_pixelspacing" in (g.tracking_identifier or "")]
     assert spacing[0].measurements[0].unit.value == "mm"
     assert any(e.name.value == "CALIBRATION" and "Pixel Spacing" in e.value for e in spacing[0].evaluations)

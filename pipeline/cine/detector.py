@@ -153,7 +153,10 @@ class FasciculationDetector:
             mm_per_px=self.mm_per_px,
             active=self.active_cells,
         )
-        detection = detect_events(np.stack(self._residual), usable, times, grid, settings)
+        residual = np.stack(self._residual)
+        self._residual = []  # the stacked copy replaces the per-frame arrays
+        detection = detect_events(residual, usable, times, grid, settings)
+        del residual
         reasons: list[ExclusionReason | None] = list(self._exclusions)
         for k in np.flatnonzero(detection.widespread_frames):
             reasons[k] = ExclusionReason.WIDESPREAD_MOTION

@@ -102,9 +102,11 @@ def pulsatile_cells(
     x = np.where(usable[:, None, None], magnitude, 0.0).reshape(t_count, -1).astype(np.float64)
     x -= x.mean(axis=0, keepdims=True)
     x[~usable] = 0.0
-    n = 1 << int(np.ceil(np.log2(2 * t_count)))
-    spectrum = np.fft.rfft(x, n=n, axis=0)
-    ac = np.fft.irfft(spectrum * np.conj(spectrum), n=n, axis=0)[: hi + 1]
+    # Only lags up to ``hi`` are needed: summed lag by lag, memory stays at one copy of the clip's
+    # cell magnitudes however long the clip (an FFT over the whole clip would hold several).
+    ac = np.empty((hi + 1, x.shape[1]))
+    for lag in range(hi + 1):
+        ac[lag] = np.einsum("ij,ij->j", x[: t_count - lag], x[lag:])
     ac /= np.maximum(ac[0:1], 1e-12)
     # Normalise for the shrinking overlap at longer lags.
     ac[lo : hi + 1] *= t_count / (t_count - np.arange(lo, hi + 1))[:, None]
@@ -144,10 +146,14 @@ def detect_events(
     if t_count < 3 or not usable.any():
         return no_events
     fps = float(1.0 / np.median(np.diff(frame_times_s)))
+    # Whole-clip arrays at cell resolution (T x cells x 2, float32), dropped as soon as the next
+    # one is made, so a long clip needs about three of them at once.
     position = np.cumsum(residual_mm, axis=0, dtype=np.float32)
     window = _odd(settings.baseline_window_s * fps)
-    baseline = ndimage.median_filter(position, size=(window, 1, 1, 1), mode="nearest")
-    local = ndimage.gaussian_filter(position - baseline, sigma=(0, 0.7, 0.7, 0), mode="nearest")
+    local = ndimage.median_filter(position, size=(window, 1, 1, 1), mode="nearest")
+    np.subtract(position, local, out=local)
+    del position
+    local = ndimage.gaussian_filter(local, sigma=(0, 0.7, 0.7, 0), mode="nearest")
     magnitude = np.hypot(local[..., 0], local[..., 1])
     active = grid.active
     if not active.any():

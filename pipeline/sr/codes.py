@@ -31,6 +31,8 @@ __all__ = [
     "AREA",
     "CALIBRATION_NOTE",
     "COLOUR_FLOW",
+    "CONFIDENCE",
+    "CENTRAL_HALF",
     "DERIVATION",
     "DEVICE",
     "DEVICE_OBSERVER_UID",
@@ -46,6 +48,7 @@ __all__ = [
     "FASCICULATION_RATE",
     "FASCICULATION_TIME",
     "FINDING",
+    "FLATTENING_RATIO",
     "FINDING_SITE",
     "FRAME_OF_REFERENCE_UID",
     "ALGORITHM_NAME",
@@ -93,6 +96,7 @@ __all__ = [
     "SKELETAL_MUSCLE",
     "SOURCE",
     "STANDARD_DEVIATION",
+    "SUBCUTANEOUS_TISSUE",
     "TEMPORAL_EXTENT",
     "THICKNESS",
     "TRACKING_IDENTIFIER",
@@ -165,6 +169,10 @@ NERVE = Code("84782009", "SCT", "Peripheral nerve")
 #: readers still recognise it.
 NERVE_BEFORE_2026_11 = Code("91728009", "SCT", "Nerve")
 SKELETAL_MUSCLE = Code("127954009", "SCT", "Skeletal muscle")
+#: Finding (and Finding Site) of the subcutaneous-thickness group of a muscle frame: the layer between
+#: the top of the image's tissue region and the superficial fascia. Verified in pydicom's concept
+#: dictionary (``codes.SCT.SubcutaneousTissue``; CID 7151 / 7166 / 7191 in PS3.16).
+SUBCUTANEOUS_TISSUE = Code("71966008", "SCT", "Subcutaneous tissue")
 
 # --------------------------------------------------------------------------------------
 # Measurements, derivations, units
@@ -180,6 +188,13 @@ ECHOGENICITY = Code("110849", "DCM", "Echogenicity")
 MEAN = Code("373098007", "SCT", "Mean")
 STANDARD_DEVIATION = Code("386136009", "SCT", "Standard Deviation")
 MEDIAN = Code("373099004", "SCT", "Median")
+
+# Values of measurements.csv that the SR carries too (issue 18). The muscle's mean thickness over the
+# central half of the width is Thickness (LN 59089-3) with Derivation Mean (SCT 373098007), both verified
+# above; the Measurement Method (TID 300 row 2) says over what the mean was taken, with a local code.
+# The subcutaneous thickness is Thickness (LN 59089-3) in a group of its own whose Finding and Finding Site
+# are Subcutaneous tissue (SCT 71966008, above), with the caliper it was measured along. Flattening ratio
+# and confidence: see the local codes below.
 
 MM = Code("mm", "UCUM", "mm")
 MM2 = Code("mm2", "UCUM", "square millimeter")
@@ -262,6 +277,30 @@ TEMPORAL_EXTENT = Code("FASC-WHEN", LOCAL_SCHEME, "Time of peak displacement")
 SECOND = Code("s", "UCUM", "second")
 PER_MINUTE = Code("/min", "UCUM", "per minute")
 MM_PER_SECOND = Code("mm/s", "UCUM", "millimeter per second")
+
+
+# Values of measurements.csv that the SR carries too (issue 18).
+
+#: NUM (1): a nerve's major axis divided by its minor axis (``NerveMeasurement.flattening_ratio``).
+#: No standard concept was found: pydicom's concept dictionary has SCT 118586006 "Ratio" only as a
+#: qualifier value (a property, not an observable), and no aspect-ratio / flattening observable in
+#: SCT, DCM or LN; a local code.
+FLATTENING_RATIO = Code("FLATTENING", LOCAL_SCHEME, "Flattening ratio")
+#: Measurement Method (SCT 370129005) of the muscle's Thickness (Mean): the perpendicular distance
+#: between the inner fascia edges, averaged over every pixel column of the central half of the tissue
+#: region's width (``MuscleMeasurement.thickness_mean_central_half_mm``). No standard method code
+#: names this sampling; a local code.
+CENTRAL_HALF = Code("CENTRAL-HALF", LOCAL_SCHEME, "central half of width")
+#: NUM (1), one per measurement group: the algorithm's confidence in what the group shows, 0 to 1
+#: (nerve: the segmenter's confidence in the contour; muscle: band contrast, continuity across the
+#: width and fit residuals of the fascia edges; the ``confidence`` column of measurements.csv).
+#: A NUM with a local code rather than a standard concept, because none fits: DCM 111012 "Certainty of
+#: Finding" (pydicom's concept dictionary; CID 6048 CAD Operating Point Axis Label) is a CAD
+#: finding's likelihood of being true, in %, and these heuristic 0-1 scores are not such a
+#: probability; TID 310 Measurement Properties have no confidence row (DCM 121403 "Level of
+#: Significance" is statistical significance against a reference); and the score describes the
+#: whole group (the region drawn), not one value, so it is not a property of any one measurement.
+CONFIDENCE = Code("CONFIDENCE", LOCAL_SCHEME, "Confidence")
 
 
 def local_coding_scheme() -> CodingSchemeIdentificationItem:

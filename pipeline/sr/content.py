@@ -6,13 +6,21 @@ Finding, Finding Site with laterality, Algorithm Identification and an Image
 Region SCOORD on the exact source image (and frame, for multi-frame images):
 
 - nerve: closed POLYLINE of the contour; Area, Perimeter, Major and Minor
-  Axis (mm where calibrated) and Echogenicity mean and SD; on a colour /
-  power Doppler frame the vascularity index (%), intraneural vessel count
-  and vascularity grade (local codes, :mod:`pipeline.sr.codes`);
+  Axis (mm where calibrated), the flattening ratio (major / minor, with the
+  mm values) and Echogenicity mean and SD; on a colour / power Doppler frame
+  the vascularity index (%), intraneural vessel count and vascularity grade
+  (local codes, :mod:`pipeline.sr.codes`);
 - muscle: a thickness group (open 2-point POLYLINE of the caliper;
-  Thickness) and an echogenicity group (closed POLYLINE of the ROI;
-  Echogenicity mean, SD and median; the ROI's vascularity index on a
-  Doppler frame).
+  Thickness, and its mean over the central half of the width), an
+  echogenicity group (closed POLYLINE of the ROI; Echogenicity mean, SD and
+  median; the ROI's vascularity index on a Doppler frame) and, where it was
+  determined, a subcutaneous group (Finding Subcutaneous tissue; open
+  2-point POLYLINE from the top of the tissue region to the superficial
+  fascia at the caliper's column; Thickness).
+
+Every measured group also carries the algorithm's confidence (0-1, local
+code ``CONFIDENCE``, unit "1"; the ``confidence`` column of
+measurements.csv) as one more NUM.
 
 Doppler values sit in the structure's group (CONTRACT.md section 5), with a
 "Colour flow" TEXT item naming the acquisition (Ultrasound Color Data
@@ -73,6 +81,7 @@ __all__ = [
     "nerve_algorithm",
     "nerve_group",
     "not_measured_group",
+    "subcutaneous_caliper",
     "to_scoord",
 ]
 
@@ -261,14 +270,25 @@ def _text(name: Code, value: str) -> hd.sr.TextContentItem:
 
 
 def _measurement(
-    name: Code, value: float, unit: Code, derivation: Code | None = None, reading: ReferenceReading | None = None
+    name: Code,
+    value: float,
+    unit: Code,
+    derivation: Code | None = None,
+    reading: ReferenceReading | None = None,
+    method: Code | None = None,
 ) -> hd.sr.Measurement:
     value = float(value)
     if not np.isfinite(value):
         raise ValueError(f"{name.meaning}: value {value} is not finite")
     return hd.sr.Measurement(
-        name=name, value=value, unit=unit, derivation=derivation, properties=reference_properties(reading, unit)
+        name=name, value=value, unit=unit, derivation=derivation, method=method,
+        properties=reference_properties(reading, unit),
     )
+
+
+def _confidence(value: float) -> hd.sr.Measurement:
+    """The group's confidence NUM (local code, unit "1"; why not a standard concept: :data:`codes.CONFIDENCE`)."""
+    return _measurement(codes.CONFIDENCE, value, codes.NO_UNITS)
 
 
 def _interval_text(reading: ReferenceReading, unit: Code) -> str:
@@ -511,6 +531,12 @@ def nerve_group(
         measurements.extend(
             _measurement(name, value, unit, reading=reading(key)) for name, value, unit, key in mm_values  # type: ignore[arg-type]
         )
+        # With the mm values, as measurements.csv has it (pipeline.analysis._nerve_values); a degenerate
+        # contour (minor axis 0) has no finite ratio and none is written.
+        if np.isfinite(nerve.flattening_ratio):
+            measurements.append(
+                _measurement(codes.FLATTENING_RATIO, nerve.flattening_ratio, codes.NO_UNITS, reading=reading("flattening_ratio"))
+            )
     echo = nerve.echogenicity
     measurements.append(_measurement(codes.ECHOGENICITY, echo.mean, codes.NO_UNITS, codes.MEAN, reading("echogenicity_mean")))
     measurements.append(
@@ -524,6 +550,7 @@ def nerve_group(
         doppler_notes = _vascularity_notes(vascularity)
         if vascularity.measured:
             algorithm = _with_vascularity_parameters(algorithm)
+    measurements.append(_confidence(nerve.confidence))
     group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=_tracking(source, frame, "nerve contour" if index == 1 else f"nerve contour {index}"),
         referenced_region=region,
@@ -602,6 +629,11 @@ def muscle_groups(
     thickness: list[hd.sr.Measurement] = []
     if muscle.thickness_mm is not None:
         thickness.append(_measurement(codes.THICKNESS, muscle.thickness_mm, codes.MM, reading=reading("thickness")))
+    mm_reported = bool(thickness)
+    if muscle.thickness_mean_central_half_mm is not None:
+        thickness.append(_mean_central_half(muscle.thickness_mean_central_half_mm, reading("thickness_mean_central_half")))
+    if thickness:
+        thickness.append(_confidence(muscle.confidence))
     thickness_group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
         tracking_identifier=_tracking(source, frame, "thickness caliper"),
         referenced_region=caliper,
@@ -610,10 +642,13 @@ def muscle_groups(
         algorithm_id=algorithm_template(algorithm),
         measurements=thickness or None,
     )
-    thickness_notes = _notes(frame, mm_reported=bool(thickness))
+    thickness_notes = _notes(frame, mm_reported=mm_reported)
     if thickness:
         thickness_notes += _reference_notes(readings, source, frame, frame.site, ("thickness",))
     groups.append(_with_texts(thickness_group, thickness_notes))
+    subcutaneous = _subcutaneous_group(frame, muscle, source, algorithm, reading("subcutaneous_thickness"))
+    if subcutaneous is not None:
+        groups.append(subcutaneous)
 
     echo = muscle.echogenicity
     if echo is not None:
@@ -622,6 +657,7 @@ def muscle_groups(
             _measurement(codes.ECHOGENICITY, echo.sd, codes.NO_UNITS, codes.STANDARD_DEVIATION, reading("echogenicity_sd")),
             _measurement(codes.ECHOGENICITY, echo.median, codes.NO_UNITS, codes.MEDIAN, reading("echogenicity_median")),
         ]
+        confidence = _confidence(muscle.confidence)
         notes = [_text(codes.CALIBRATION_NOTE, frame.reason)] if frame.reason else []
         notes += _reference_notes(readings, source, frame, frame.site, ("echogenicity_mean",))
         # The ROI's vascularity (Doppler frames) sits in the same group: it is measured over the same ROI.
@@ -631,6 +667,7 @@ def muscle_groups(
             notes.extend(_vascularity_notes(doppler.muscle))
             if doppler.muscle.measured:
                 algorithm = _with_vascularity_parameters(algorithm)
+        echo_measurements.append(confidence)
         roi = np.asarray(muscle.roi_polygon_px, dtype=np.float64).reshape(-1, 2)
         if len(roi) >= 3:
             echo_group: MeasurementGroupTemplate = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
@@ -652,6 +689,78 @@ def muscle_groups(
             )
         groups.append(_with_texts(echo_group, notes))
     return groups
+
+
+def _mean_central_half(value: float, reading: ReferenceReading | None) -> hd.sr.Measurement:
+    """Thickness (LN 59089-3) with Derivation Mean and Measurement Method "central half of the width"."""
+    return _measurement(codes.THICKNESS, value, codes.MM, codes.MEAN, reading, method=codes.CENTRAL_HALF)
+
+
+def subcutaneous_caliper(muscle: MuscleMeasurement) -> np.ndarray | None:
+    """The subcutaneous caliper in frame pixels: top of the tissue region, then the outer edge of the
+    superficial fascia, both at the muscle caliper's column; ``None`` when not determined.
+
+    ``subcutaneous_thickness_px`` is the vertical distance from the tissue region's top row to that edge
+    at the centre column (:func:`pipeline.measurements.muscle.measure_muscle`), so the top end is the
+    edge's point at that column moved up by it.
+    """
+    if muscle.subcutaneous_thickness_px is None:
+        return None
+    edge = np.asarray(muscle.superficial_outer_edge_px, dtype=np.float64).reshape(-1, 2)
+    x = float(muscle.caliper_px[0][0])
+    if len(edge) < 1 or not edge[:, 0].min() <= x <= edge[:, 0].max():
+        return None
+    order = np.argsort(edge[:, 0])
+    y_edge = float(np.interp(x, edge[order, 0], edge[order, 1]))
+    return np.array([[x, y_edge - float(muscle.subcutaneous_thickness_px)], [x, y_edge]])
+
+
+def _subcutaneous_group(
+    frame: FrameResult,
+    muscle: MuscleMeasurement,
+    source: SourceImage,
+    algorithm: AlgorithmInfo,
+    reading: ReferenceReading | None,
+) -> MeasurementGroupTemplate | None:
+    """The subcutaneous thickness of a muscle frame, in a group of its own (Finding and Finding Site
+    Subcutaneous tissue, with the frame's side and level) so that no reader takes it for the muscle's
+    thickness; ``None`` when it was not determined (or the frame is uncalibrated)."""
+    if muscle.subcutaneous_thickness_mm is None:
+        return None
+    measurements = [
+        _measurement(codes.THICKNESS, muscle.subcutaneous_thickness_mm, codes.MM, reading=reading),
+        _confidence(muscle.confidence),
+    ]
+    site = [
+        hd.sr.FindingSite(
+            anatomic_location=codes.SUBCUTANEOUS_TISSUE,
+            laterality=codes.laterality_code(frame.laterality),
+            topographical_modifier=codes.level_code(getattr(frame, "level", "")),
+        )
+    ]
+    what = "subcutaneous caliper"
+    points = subcutaneous_caliper(muscle)
+    group: MeasurementGroupTemplate
+    if points is not None:
+        group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+            tracking_identifier=_tracking(source, frame, what),
+            referenced_region=source.image_region(to_scoord(points, closed=False), frame.frame_number),
+            finding_type=codes.SUBCUTANEOUS_TISSUE,
+            finding_sites=site,
+            algorithm_id=algorithm_template(algorithm),
+            measurements=measurements,
+        )
+    else:  # no edge point at the caliper's column: keep the value, referenced to the image
+        group = hd.sr.MeasurementsAndQualitativeEvaluations(
+            tracking_identifier=_tracking(source, frame, what),
+            finding_type=codes.SUBCUTANEOUS_TISSUE,
+            finding_sites=site,
+            algorithm_id=algorithm_template(algorithm),
+            measurements=measurements,
+            source_images=[source.for_group(frame.frame_number)],
+        )
+    notes = [_text(codes.CALIBRATION_NOTE, frame.reason)] if frame.reason else []
+    return _with_texts(group, notes)
 
 
 def not_measured_group(

@@ -198,8 +198,10 @@ class NumericMeasurement:
 
     @property
     def label(self) -> str:
-        """Concept meaning plus derivation, e.g. ``"Echogenicity (Mean)"``."""
-        return f"{self.name} ({self.derivation})" if self.derivation is not None else str(self.name)
+        """Concept meaning plus derivation and method, e.g. ``"Echogenicity (Mean)"``,
+        ``"Thickness (Mean, central half of width)"``."""
+        modifiers = [str(c) for c in (self.derivation, self.method) if c is not None]
+        return f"{self.name} ({', '.join(modifiers)})" if modifiers else str(self.name)
 
 
 @dataclass(frozen=True)
