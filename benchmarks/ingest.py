@@ -4,7 +4,8 @@ The same generated ultrasound files (``--files``, 400 by default, 480 x 640
 MONOCHROME2, about 300 KB each, 20 studies) are sent in one association by
 DCMTK ``storescu`` to each receiver, on 127.0.0.1:
 
-- ``node``: the node as ``mskus serve`` runs it, shipped settings (fsync of file and folder, SQLite index, before Success);
+- ``node``: the node as ``mskus serve`` runs it (:func:`run_node`), shipped settings (fsync of file and
+  folder, SQLite index, before Success); timed once its analysis worker has started, as in service;
 - ``bare_fsync``: a bare pynetdicom SCP that writes each instance and fsyncs the file and its folder
   before Success (the durability the node promises, nothing else);
 - ``bare``: the same bare SCP without fsync;
@@ -23,12 +24,12 @@ when ``storescu`` exits 0 and the receiver holds every instance.
 Latency: a node with ``--quiet-seconds`` sends its results to Orthanc; for each
 of a few sample studies the time from the last C-STORE response (``storescu``
 exits) to the SR being visible in Orthanc's REST API is measured. The first
-study is cold (the analysis worker process starts), the others warm. Target:
-quiet period + 2 s.
+study is the node's first analysis (models loaded, caches cold), the others
+follow it. Target: quiet period + 2 s.
 
 Usage::
 
-    nice -n 5 .venv/bin/python benchmarks/ingest.py [--files 400] [--rounds 3] [--quiet-seconds 2]
+    nice -n 5 .venv/bin/python benchmarks/ingest.py [--files 400] [--rounds 9] [--quiet-seconds 2]
 
 Writes ``benchmarks/results/ingest.json``.
 """
@@ -623,7 +624,7 @@ def node_ratios(runs: list[IngestRun], receivers: dict[str, ReceiverSummary]) ->
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=400, help="files sent to each receiver (300-500 in the issue)")
-    parser.add_argument("--rounds", type=int, default=3, help="runs per receiver, interleaved")
+    parser.add_argument("--rounds", type=int, default=9, help="runs per receiver, interleaved")
     parser.add_argument("--receivers", default=",".join(RECEIVERS), help="comma-separated subset of " + ", ".join(RECEIVERS))
     parser.add_argument("--quiet-seconds", type=float, default=2.0, help="the node's quiet period in the latency runs")
     parser.add_argument("--latency-studies", type=int, default=4, help="sample studies sent for the latency (first is cold)")
@@ -678,9 +679,11 @@ def main(argv: list[str] | None = None) -> int:
         notes=(
             "one storescu association per run, all files; wall time of storescu from start to exit",
             "node and bare SCPs: pynetdicom, max PDU unlimited; orthanc and storescp: their default max PDU (16 KB)",
-            "durability: node fsyncs file and folder and commits its SQLite index before Success; bare_fsync fsyncs "
-            "file and folder; orthanc fsyncs the file (SyncStorageArea) with its index at SQLite synchronous=NORMAL; "
-            "bare and storescp do not fsync",
+            "durability: node fsyncs file and folder and commits its index row (not synced: rebuilt from the inbox "
+            "after a crash) before Success; bare_fsync fsyncs file and folder; orthanc fdatasyncs each file, "
+            "written in place under its final name (SyncStorageArea; no rename, no folder fsync: strace), with its index "
+            "at SQLite synchronous=NORMAL; bare and storescp do not fsync",
+            "node runs are timed once the node's analysis worker process has started (mskus serve starts it at once)",
         ),
     )
     for name, summary in receivers.items():

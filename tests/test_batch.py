@@ -33,17 +33,25 @@ from tests.conftest import SAMPLE_DATA
 
 MSKUS = [sys.executable, "-m", "mskus"]
 
-#: CSV measurement name -> (SR concept (scheme, value), derivation (scheme, value) or None).
+#: CSV measurement name -> (SR concept (scheme, value), derivation (scheme, value) or None, the group's Finding
+#: (scheme, value), or None for the Finding of the row's protocol: :data:`PROTOCOL_FINDING`).
 SR_CONCEPTS = {
-    "cross_sectional_area": (("SCT", "42798000"), None),
-    "perimeter": (("SCT", "131191004"), None),
-    "major_axis": (("SCT", "131187009"), None),
-    "minor_axis": (("SCT", "131188004"), None),
-    "thickness": (("LN", "59089-3"), None),
-    "echogenicity_mean": (("DCM", "110849"), ("SCT", "373098007")),
-    "echogenicity_sd": (("DCM", "110849"), ("SCT", "386136009")),
-    "echogenicity_median": (("DCM", "110849"), ("SCT", "373099004")),
+    "cross_sectional_area": (("SCT", "42798000"), None, None),
+    "perimeter": (("SCT", "131191004"), None, None),
+    "major_axis": (("SCT", "131187009"), None, None),
+    "minor_axis": (("SCT", "131188004"), None, None),
+    "flattening_ratio": (("99MSKUS", "FLATTENING"), None, None),
+    "thickness": (("LN", "59089-3"), None, None),
+    "thickness_mean_central_half": (("LN", "59089-3"), ("SCT", "373098007"), None),
+    # Same concept as the muscle's thickness, in a group of its own whose Finding is Subcutaneous tissue.
+    "subcutaneous_thickness": (("LN", "59089-3"), None, ("SCT", "71966008")),
+    "echogenicity_mean": (("DCM", "110849"), ("SCT", "373098007"), None),
+    "echogenicity_sd": (("DCM", "110849"), ("SCT", "386136009"), None),
+    "echogenicity_median": (("DCM", "110849"), ("SCT", "373099004"), None),
 }
+PROTOCOL_FINDING = {"nerve": ("SCT", "84782009"), "muscle": ("SCT", "127954009")}
+#: The per-group confidence NUM: the rows' ``confidence`` column, not a measurement row of its own.
+SR_CONFIDENCE = ("99MSKUS", "CONFIDENCE")
 
 
 # --------------------------------------------------------------------------------------
@@ -229,31 +237,51 @@ def test_measurements_csv_equals_the_sr_contents(local_run, cohort):
     out, _, _ = local_run
     rows = read_csv(out / "measurements.csv")
     assert tuple(rows[0].keys()) == MEASUREMENT_COLUMNS
-    from_csv: dict[tuple[str, int, tuple, tuple | None], float] = {}
+    Key = tuple[str, int, tuple, tuple | None, tuple]
+    from_csv: dict[Key, float] = {}
+    csv_rows: dict[Key, dict[str, str]] = {}
     for row in rows:
         if row["status"] == "measured" and row["measurement"] in SR_CONCEPTS:
-            concept, derivation = SR_CONCEPTS[row["measurement"]]
-            key = (row["sop_instance_uid"], int(row["frame"]), concept, derivation)
+            concept, derivation, finding = SR_CONCEPTS[row["measurement"]]
+            key = (row["sop_instance_uid"], int(row["frame"]), concept, derivation,
+                   finding or PROTOCOL_FINDING[row["protocol"]])
             assert key not in from_csv, f"duplicate row {key}"
             from_csv[key] = float(row["value"])
-    from_sr: dict[tuple[str, int, tuple, tuple | None], float] = {}
+            csv_rows[key] = row
+    from_sr: dict[Key, float] = {}
+    confidences: dict[Key, float] = {}  # each SR value's key -> its group's confidence
     patients: dict[str, str] = {}
+    groups_with_values = 0
     for path in out.glob("*.dcm"):
         report = read_measurement_report(path)
         patients[report.study_instance_uid] = report.patient_id
-        for group, measurement in report.all_measurements():
-            assert group is not None and measurement.value is not None
-            if not group.images:
+        for group in report.groups:
+            if not group.images or not group.measurements:
                 continue  # a study-level finding (TID 1501 without image): findings.csv, not measurements.csv
             (image,) = group.images
             frame = image.frame_numbers[0] if image.frame_numbers else 1
-            derivation = measurement.derivation.key if measurement.derivation is not None else None
-            key = (image.sop_instance_uid, frame, measurement.name.key, derivation)
-            assert key not in from_sr
-            from_sr[key] = measurement.value
+            assert group.finding is not None
+            # The confidence is the rows' column, not a measurement: kept out of the comparison of values.
+            confidence = [m for m in group.measurements if m.name.key == SR_CONFIDENCE]
+            values = [m for m in group.measurements if m.name.key != SR_CONFIDENCE]
+            assert len(confidence) == 1 and values, group.tracking_identifier
+            groups_with_values += 1
+            for measurement in values:
+                assert measurement.value is not None
+                derivation = measurement.derivation.key if measurement.derivation is not None else None
+                key = (image.sop_instance_uid, frame, measurement.name.key, derivation, group.finding.key)
+                assert key not in from_sr
+                from_sr[key] = measurement.value
+                confidences[key] = confidence[0].value
     assert from_csv.keys() == from_sr.keys()
     for key, value in from_csv.items():
         assert value == pytest.approx(from_sr[key], rel=1e-12, abs=1e-12), key
+    # Each group's confidence is the confidence column of the rows of its values.
+    assert groups_with_values > 0
+    for key, row in csv_rows.items():
+        assert float(row["confidence"]) == pytest.approx(confidences[key], rel=1e-9, abs=1e-12), key
+    names = {key: row["measurement"] for key, row in csv_rows.items()}
+    assert {"flattening_ratio", "thickness_mean_central_half", "subcutaneous_thickness"} <= set(names.values())
     assert {r["study_uid"] for r in rows} == cohort.studies
     assert all(patients[r["study_uid"]] == r["patient_id"] for r in rows)
 

@@ -773,3 +773,83 @@ def test_echogenicity_mean_sd_and_median_are_told_apart_everywhere(studies):
                 ] or [None]
                 assert row is not None and row.value == pytest.approx(m.value)
     assert checked >= 3 * 5  # muscle groups give three statistics, nerve groups two
+
+
+def test_csv_values_the_sr_lacked_before_are_in_it(studies):
+    """Flattening ratio, mean thickness over the central half, subcutaneous thickness and each group's
+    confidence (issue 18): verified or local codes, the right units, the CSV's values, labels that say
+    what they are, and documents that still pass dciodvfy."""
+    from pydicom.sr.codedict import codes as dictionary
+
+    from mskus.commands.sr import format_table
+    from pipeline.analysis import measurement_rows
+    from qa_review.items import reviewable_report
+
+    # The standard codes are the concept dictionary's.
+    assert codes.SUBCUTANEOUS_TISSUE == dictionary.SCT.SubcutaneousTissue
+    assert codes.THICKNESS == dictionary.LN.Thickness and codes.MEAN == dictionary.SCT.Mean
+    assert codes.MEASUREMENT_METHOD == dictionary.SCT.MeasurementMethod
+    assert {c.scheme_designator for c in (codes.FLATTENING_RATIO, codes.CENTRAL_HALF, codes.CONFIDENCE)} == {
+        codes.LOCAL_SCHEME}
+    seen = {"flattening_ratio": 0, "thickness_mean_central_half": 0, "subcutaneous_thickness": 0, "confidence": 0}
+    for study in studies.values():
+        errors, _ = dciodvfy(study.path)
+        assert errors == [], f"{study.path.name}: {errors}"
+        report = read_measurement_report(study.path)
+        rows = [r for result in study.results for r in measurement_rows(result)]
+        text = "\n".join(format_table(report))
+        review_names = {i.name for i in reviewable_report(pydicom.dcmread(study.path)).items}
+
+        def rows_of(group, name):
+            ref = group.images[0]
+            frame = ref.frame_numbers[0] if ref.frame_numbers else 1
+            return [r for r in rows if r.sop_instance_uid == ref.sop_instance_uid and r.frame == frame
+                    and r.measurement == name and r.value is not None]
+
+        for group in report.groups:
+            if not group.measurements or not group.images:
+                continue  # not measured, or a study-level finding
+            confidence = [m for m in group.measurements if m.name.matches(codes.CONFIDENCE)]
+            is_fasciculation = any(m.name.value.startswith("FASC") for m in group.measurements)
+            if is_fasciculation:
+                continue  # a clip's values carry their own (per event) confidence
+            (conf,) = confidence
+            assert conf.unit.value == "1" and 0.0 <= conf.value <= 1.0 and conf.label == "Confidence"
+            assert conf.derivation is None
+            seen["confidence"] += 1
+            finding = group.finding.key
+            if finding == ("SCT", "84782009"):
+                ratio = [m for m in group.measurements if m.name.matches(codes.FLATTENING_RATIO)]
+                area = [m for m in group.measurements if m.name.matches(codes.AREA)]
+                assert len(ratio) == len(area) <= 1  # only with the mm values, as the CSV has it
+                if ratio:
+                    (r,) = ratio
+                    major, minor = (next(m.value for m in group.measurements if m.name.matches(c))
+                                    for c in (codes.MAJOR_AXIS, codes.MINOR_AXIS))
+                    assert r.unit.value == "1" and r.value == pytest.approx(major / minor)
+                    assert r.label == "Flattening ratio" and r.label in text and r.label in review_names
+                    seen["flattening_ratio"] += 1
+            elif finding == ("SCT", "127954009") and any(m.name.matches(codes.THICKNESS) for m in group.measurements):
+                (mean,) = [m for m in group.measurements if m.name.matches(codes.THICKNESS) and m.derivation is not None]
+                assert mean.derivation.matches(codes.MEAN) and mean.method.matches(codes.CENTRAL_HALF)
+                assert mean.unit.value == "mm"
+                assert mean.label == "Thickness (Mean, central half of width)"
+                assert mean.label in text and mean.label in review_names
+                (row,) = rows_of(group, "thickness_mean_central_half")
+                assert mean.value == pytest.approx(row.value, rel=1e-12) and conf.value == pytest.approx(row.confidence)
+                seen["thickness_mean_central_half"] += 1
+            elif finding == codes.concept_key(codes.SUBCUTANEOUS_TISSUE):
+                (site,) = group.finding_sites
+                assert site.site.matches(codes.SUBCUTANEOUS_TISSUE) and site.laterality is not None
+                (region,) = group.regions
+                assert region.graphic_type == "POLYLINE" and len(region.points) == 2  # the caliper
+                assert region.points[0][0] == region.points[1][0]  # vertical, at the muscle caliper's column
+                (thickness,) = [m for m in group.measurements if not m.name.matches(codes.CONFIDENCE)]
+                assert thickness.name.matches(codes.THICKNESS) and thickness.unit.value == "mm"
+                (row,) = rows_of(group, "subcutaneous_thickness")
+                assert thickness.value == pytest.approx(row.value, rel=1e-12)
+                assert region.points[1][1] - region.points[0][1] == pytest.approx(
+                    row.value / row.mm_per_px, rel=1e-3)  # rows, calibrated as the value (square pixels here)
+                assert "Subcutaneous tissue" in text
+                seen["subcutaneous_thickness"] += 1
+    assert all(n > 0 for n in seen.values()), seen

@@ -204,14 +204,15 @@ def _context(header: Dataset) -> ImageContext:
     )
 
 
-def _clean_header(path: str) -> Dataset | None:
+def _clean_header(path: str, parsed: Dataset | None = None) -> Dataset | None:
     """The header of a file that could not be analysed, every undecodable element left out.
 
-    ``None`` when there is no header, or it lacks what a report needs to
-    reference the image.
+    ``parsed`` is the dataset when the file was read already (it is not read
+    again); ``None`` is returned when there is no header, or it lacks what a
+    report needs to reference the image.
     """
     try:
-        raw = pydicom.dcmread(path, stop_before_pixels=True)
+        raw = parsed if parsed is not None else pydicom.dcmread(path, stop_before_pixels=True)
     except Exception:  # noqa: BLE001 - not even a header: only the error row can tell
         return None
     header = Dataset()
@@ -223,7 +224,8 @@ def _clean_header(path: str) -> Dataset | None:
                     check_elements(item)
         except Exception:  # noqa: BLE001 - the malformed element is what got the image refused
             continue
-        header.add(element)
+        if element.tag != 0x7FE00010:  # the pixels are not part of a header
+            header.add(element)
     if hasattr(raw, "file_meta"):
         header.file_meta = raw.file_meta
     needed = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "Rows", "Columns")
@@ -256,9 +258,9 @@ class _Study:
     def _edited(self, header: Dataset) -> Dataset:
         return self.header_editor.apply(header) if self.header_editor is not None else header
 
-    def refuse(self, file: StudyFile, code: str, reason: str) -> None:
+    def refuse(self, file: StudyFile, code: str, reason: str, parsed: Dataset | None = None) -> None:
         """``file`` could not be analysed: an error row, and a refused image when its header names it."""
-        header = _clean_header(file.path)
+        header = _clean_header(file.path, parsed)
         sop_uid = str(header.SOPInstanceUID) if header is not None else file.sop_instance_uid
         self._error(file, code, reason, sop_uid)
         if header is None:
@@ -293,10 +295,10 @@ class _Study:
             image = UltrasoundImage(read.dataset, source=file.name)
             header = header_dataset(image.dataset)
         except MskusInputError as exc:
-            self.refuse(file, exc.code, str(exc))
+            self.refuse(file, exc.code, str(exc), read.dataset)
             return
         except Exception as exc:  # noqa: BLE001 - a reader bug refuses this file only
-            self.refuse(file, INTERNAL_ERROR, internal_error(file.path, "loading", exc))
+            self.refuse(file, INTERNAL_ERROR, internal_error(file.path, "loading", exc), read.dataset)
             return
         del read
         on_frame = None
