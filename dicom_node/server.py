@@ -62,6 +62,7 @@ from dicom_node.metrics import MetricsServer, NodeMetrics, index_gauges
 from dicom_node.processing import StudyJob, StudyOutcome, init_worker, process_study
 from dicom_node.sender import OutboxSender
 from dicom_node.storage import DurableStore, fsync_dir
+from pipeline.atomic import remove_stale_temporaries
 from pipeline.loading import SECONDARY_CAPTURE_SOP_CLASSES, ULTRASOUND_SOP_CLASSES
 from pipeline.settings import AnalysisSettings, load_analysis_settings
 
@@ -200,6 +201,10 @@ class StorageNode:
             self.reconcile_inbox()
         self._mark_running()
         self.reconcile_archive()
+        # Half-written files of a crash were never acknowledged: nothing in tmp/ is anyone's data.
+        stale = remove_stale_temporaries(self.store.tmp)
+        if stale:
+            logger.info("event=stale_temporaries_removed count=%d", stale)
         self._pool = self._new_pool()
         ae = self._ae = self.build_ae()
         server = cast(_HandshakeOffAcceptServer, ae.make_server(

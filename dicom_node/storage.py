@@ -1,8 +1,9 @@
 """Durable files: received instances in the inbox, results in the archive.
 
 A file is written to a temporary name, fsync'd, renamed into place and its
-folder fsync'd, so that after Success is returned a crash or power loss
-cannot lose or half-write it. A received instance's temporary file is
+folder fsync'd (:func:`pipeline.atomic.durable_temporary` and
+:func:`pipeline.atomic.place_durably`, the one atomic-write helper), so that
+after Success is returned a crash or power loss cannot lose or half-write it. A received instance's temporary file is
 written on a helper thread while the handler checks the dataset
 (:meth:`DurableStore.prepare`): the disk and the checks overlap. File names are built from UIDs by :func:`pipeline.filenames.uid_file_name` only.
 """
@@ -11,21 +12,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
-import uuid
 from pathlib import Path
 
+from pipeline.atomic import durable_temporary, fsync_dir, place_durably
 from pipeline.filenames import uid_file_name
 
 __all__ = ["DurableStore", "PreparedWrite", "fsync_dir"]
-
-
-def fsync_dir(path: Path) -> None:
-    """fsync a folder, so that the names created or renamed in it survive a power loss."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class PreparedWrite:
@@ -81,34 +73,14 @@ class DurableStore:
 
     def _write_tmp(self, data: bytes) -> Path:
         """``data`` in a new fsync'd file under ``tmp/`` (removed again if anything fails)."""
-        tmp_path = self.tmp / f"{uuid.uuid4().hex}.part"
-        try:
-            with open(tmp_path, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-        except BaseException:
-            tmp_path.unlink(missing_ok=True)
-            raise
-        return tmp_path
+        return durable_temporary(data, self.tmp)
 
     def _place(self, tmp_path: Path, folder: Path, name: str) -> Path:
         """Rename a written temporary file to ``folder/name`` and fsync the folder."""
         if folder not in self._folders:  # one mkdir per study folder, not one per instance
             folder.mkdir(parents=True, exist_ok=True)
             self._folders.add(folder)
-        target = folder / name
-        try:
-            try:
-                os.replace(tmp_path, target)
-            except FileNotFoundError:  # the folder was removed behind our back
-                folder.mkdir(parents=True, exist_ok=True)
-                os.replace(tmp_path, target)
-        except BaseException:
-            tmp_path.unlink(missing_ok=True)
-            raise
-        fsync_dir(folder)
-        return target
+        return place_durably(tmp_path, folder / name)
 
     def _write(self, folder: Path, name: str, data: bytes) -> Path:
         return self._place(self._write_tmp(data), folder, name)

@@ -14,12 +14,22 @@ Success).
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["TMP_SUFFIX", "atomic_open", "atomic_write_bytes", "atomic_write_text", "fsync_dir", "remove_stale_temporaries"]
+__all__ = [
+    "TMP_SUFFIX",
+    "atomic_open",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "durable_temporary",
+    "fsync_dir",
+    "place_durably",
+    "remove_stale_temporaries",
+]
 
 #: Suffix of temporary files; :func:`remove_stale_temporaries` deletes leftovers.
 TMP_SUFFIX = ".mskus-tmp"
@@ -98,6 +108,43 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, *, durable: bool 
     """Write UTF-8 ``text`` to ``path`` atomically."""
     with atomic_open(path, "w", durable=durable) as handle:
         handle.write(text)
+
+
+def durable_temporary(data: bytes, tmp_dir: str | os.PathLike[str]) -> Path:
+    """The first half of a durable write: ``data`` in a new fsync'd temporary file under ``tmp_dir``.
+
+    The node writes a received instance this way on a helper thread while it
+    checks the dataset, then places it with :func:`place_durably` (or removes
+    it when the instance is refused). The file is removed again if anything fails.
+    """
+    tmp = Path(tmp_dir) / f"{uuid.uuid4().hex}{TMP_SUFFIX}"
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def place_durably(tmp: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
+    """The second half: rename the fsync'd ``tmp`` over ``path`` and fsync the folder (``tmp`` removed on failure)."""
+    final = Path(path)
+    try:
+        try:
+            os.replace(tmp, final)
+        except FileNotFoundError:
+            if not Path(tmp).exists():
+                raise
+            final.parent.mkdir(parents=True, exist_ok=True)  # the folder was removed behind our back
+            os.replace(tmp, final)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    fsync_dir(final.parent)
+    return final
 
 
 def remove_stale_temporaries(folder: str | os.PathLike[str]) -> int:

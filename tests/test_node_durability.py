@@ -79,3 +79,21 @@ def test_a_changed_resend_whose_row_update_was_lost_is_recorded_again(tmp_path: 
         row = node.index.instance(sop)
     assert row is not None and row.sha256 == hashlib.sha256(Path(row.path).read_bytes()).hexdigest()
     assert NodeIndex(data / "index.sqlite3").studies()[0].state is StudyState.PENDING
+
+
+def test_a_half_written_temporary_of_a_crash_is_removed_at_start(tmp_path):
+    from dicom_node.config import load_node_config
+    from dicom_node.server import StorageNode
+    from pipeline.atomic import TMP_SUFFIX
+
+    data = tmp_path / "node"
+    (data / "tmp").mkdir(parents=True)
+    leftover = data / "tmp" / f"0123abcd{TMP_SUFFIX}"
+    leftover.write_bytes(b"half an instance")
+    config = load_node_config(None, data_dir=str(data), port=0, destinations=())
+    node = StorageNode(config, poll_seconds=0.1)
+    node.start()
+    try:
+        assert not leftover.exists()
+    finally:
+        node.stop()

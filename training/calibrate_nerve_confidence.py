@@ -1,25 +1,49 @@
-"""Calibrate the learned nerve segmenter's confidence on the fixed validation split.
+"""Calibrate the learned nerve segmenter's confidence on the fixed validation split, as shipped.
 
 The network's raw score of a region is its mean nerve probability. Here each
 region the learned segmenter reports on a validation image is marked hit or
 miss (Dice >= 0.3 with a true nerve region, as :mod:`training.evaluate_nerve`
-counts it), and a monotone map raw score -> hit rate is fitted by isotonic
-regression (pool-adjacent-violators). The map is written into the model's
-JSON as ``confidence_calibration``; the runtime reports the calibrated value
-as the nerve's confidence, so "confidence 0.9" means "about 9 in 10 such
-results were right on the validation split".
+counts it, on the mask of the *reported contour*), and a monotone map raw
+score -> hit rate is fitted by isotonic regression (pool-adjacent-violators).
+The map is written into the model's JSON as ``confidence_calibration``; the
+runtime reports the calibrated value as the nerve's confidence, so
+"confidence 0.9" means "about 9 in 10 such results were right on the
+validation split".
+
+The segmenter is the shipped one: the ``nerve: learned:`` settings of
+``configs/segmentation.yaml`` read through
+:func:`pipeline.segmentation.factory.load_segmentation_config` (the outline
+included: ``outline: refined``), with the floor lowered to 0 so that every
+region counts. The score does not depend on the outline; a hit can (the
+outline decides the Dice).
+
+Refit policy (``--refit``): ``auto`` (default) keeps the stored map when it
+still holds for the shipped outline (results with calibrated confidence
+>= 0.8 are hits at least 95 % of the time) and refits it otherwise; ``yes``
+always refits; ``no`` never does. Either way the table of hit shares per
+confidence bin is recomputed with the shipped outline, the hits of the
+network's own outline are recorded beside it, and the JSON says which
+outline the map was fitted with.
+
+Also written (what the pipeline reports: calibrated confidence, floor
+applied): ``validation.learned_with_floor`` (shipped outline) and
+``validation.learned_network_outline_with_floor``; the same two on the
+training split (``training_split``); and ``validation_subset`` (the in-repo
+test images, both outlines).
 
 Usage::
 
-    .venv/bin/python -m training.calibrate_nerve_confidence [--model models/nerve_unet.onnx]
+    .venv/bin/python -m training.calibrate_nerve_confidence [--model models/nerve_unet.onnx] [--refit auto|yes|no]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -29,18 +53,25 @@ if str(REPO) not in sys.path:
 
 from pipeline.calibration import PixelBox  # noqa: E402
 from pipeline.geometry import dice_coefficient  # noqa: E402
+from pipeline.measurements.nerve import contour_mask  # noqa: E402
 from pipeline.segmentation.learned_nerve import LearnedNerveParameters, LearnedNerveSegmenter  # noqa: E402
+from pipeline.segmentation.nerve_confidence import ConfidenceCalibration  # noqa: E402
 from pipeline.segmentation.nerve_model import DEFAULT_MODEL_PATH, NerveNet, metadata_path  # noqa: E402
 from training.evaluate_nerve import (  # noqa: E402
     HIT_DICE,
     evaluate,
     load_example,
+    settings_record,
+    shipped_learned_parameters,
     true_nerve_regions,
     validation_names,
 )
 
 #: The in-repo test subset (tests/data/usgra-seg): every 5th validation image.
 TEST_SUBSET = REPO / "tests" / "data" / "usgra-seg"
+#: Confidence bins of the table; the requirement: confidence >= REQUIRED_AT -> hits >= REQUIRED_SHARE.
+BINS = (0.0, 0.5, 0.8, 0.9)
+REQUIRED_AT, REQUIRED_SHARE = 0.8, 0.95
 
 
 class FlooredSegmenter:
@@ -75,66 +106,159 @@ def isotonic(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
     return upper, mean, size
 
 
-def raw_scores(model: Path) -> list[tuple[str, float, bool]]:
-    # Uncalibrated: every region the network reports, whatever its score.
-    seg = LearnedNerveSegmenter(NerveNet(model), LearnedNerveParameters(min_confidence=0.0), calibrate=False)
+def raw_scores(net: NerveNet, parameters: LearnedNerveParameters) -> list[tuple[str, float, bool]]:
+    """(file, raw score, hit) of every region the segmenter reports on the validation split.
+
+    Uncalibrated and without a floor: every region the network reports,
+    whatever its score; the hit is judged on the reported contour's mask
+    (the outline of ``parameters``), as :func:`training.evaluate_nerve.evaluate` judges it.
+    """
+    seg = LearnedNerveSegmenter(net, dataclasses.replace(parameters, min_confidence=0.0), calibrate=False)
     rows = []
-    for name in validation_names(model):
+    for name in validation_names(net.path):
         gray, labels = load_example(name)
-        frame = seg.analyze(gray, PixelBox(0, 0, gray.shape[1] - 1, gray.shape[0] - 1))
         truths = true_nerve_regions(labels)
-        for region in frame.nerves:
-            best = max((dice_coefficient(region.mask, t) for t in truths), default=0.0)
-            rows.append((name, float(region.probability), best >= HIT_DICE))
+        box = PixelBox(0, 0, gray.shape[1] - 1, gray.shape[0] - 1)
+        for found in seg.segment(gray, box, mm_per_px=None):
+            mask = contour_mask(found.contour_px, gray.shape)
+            best = max((dice_coefficient(mask, t) for t in truths), default=0.0)
+            # Uncalibrated, the confidence is the raw score (the region's mean nerve probability).
+            rows.append((name, float(found.confidence), best >= HIT_DICE))
     return rows
+
+
+def bin_table(calibrated: np.ndarray, hit: np.ndarray) -> list[dict[str, Any]]:
+    table = []
+    for lo_conf in BINS:
+        sel = calibrated >= lo_conf
+        table.append({"confidence_at_least": lo_conf, "results": int(sel.sum()), "hits": int(hit[sel].sum()),
+                      "hit_share": round(float(hit[sel].mean()), 4) if sel.any() else None})
+    return table
+
+
+def holds(table: list[dict[str, Any]]) -> bool:
+    row = next(r for r in table if r["confidence_at_least"] == REQUIRED_AT)
+    return row["hit_share"] is None or row["hit_share"] >= REQUIRED_SHARE
+
+
+def block_check(upper: list[float], raw: np.ndarray, hit: np.ndarray) -> list[dict[str, Any]]:
+    """Hits per block of a stored map (regions with raw score in (previous upper, upper])."""
+    out, lo = [], -np.inf
+    for k, u in enumerate(upper):
+        sel = (raw > lo) & (raw <= u) if k < len(upper) - 1 else raw > lo
+        out.append({"raw_upper": u, "regions": int(sel.sum()), "hits": int(hit[sel].sum())})
+        lo = u
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH)
+    p.add_argument("--refit", choices=("auto", "yes", "no"), default="auto")
     args = p.parse_args(argv)
-    rows = raw_scores(args.model)
-    raw = np.array([r[1] for r in rows])
-    hit = np.array([r[2] for r in rows])
-    upper, mean, size = isotonic(raw, hit)
-    table = []
-    for lo_conf in (0.0, 0.5, 0.8, 0.9):
-        calibrated = np.interp(raw, upper, mean)
-        sel = calibrated >= lo_conf
-        table.append({"confidence_at_least": lo_conf, "results": int(sel.sum()), "hits": int(hit[sel].sum()),
-                      "hit_share": round(float(hit[sel].mean()), 4) if sel.any() else None})
-    record = {
-        "method": "isotonic regression (pool-adjacent-violators) of hit (Dice >= 0.3 with a true nerve region) on the "
-        "region's mean nerve probability; runtime: linear interpolation between the block upper bounds",
-        "data": "fixed validation split of usgra-seg-train (the split recorded in this file), every region reported",
-        "regions": len(rows),
-        "raw_upper": [round(float(u), 6) for u in upper],
-        "hit_rate": [round(float(m), 6) for m in mean],
-        "block_sizes": [int(s) for s in size],
-        "table": table,
-    }
+    net = NerveNet(args.model)
+    shipped = shipped_learned_parameters()
+    network = dataclasses.replace(shipped, outline="network")
+    outlines = {shipped.outline: shipped, "network": network}
+
+    rows = {name: raw_scores(net, params) for name, params in outlines.items()}
+    raw = np.array([r[1] for r in rows[shipped.outline]])
+    hit = np.array([r[2] for r in rows[shipped.outline]])
+    assert all(np.allclose(raw, [r[1] for r in rows[o]]) for o in rows), "the raw score must not depend on the outline"
+    hits_by_outline = {o: int(sum(r[2] for r in rs)) for o, rs in rows.items()}
+    changed = [
+        {"file": a[0], "raw": round(a[1], 6), "hit_" + shipped.outline: a[2], "hit_network": b[2]}
+        for a, b in zip(rows[shipped.outline], rows["network"])
+        if a[2] != b[2]
+    ]
+
     meta_file = metadata_path(args.model)
     meta = json.loads(meta_file.read_text())
+    stored = meta.get("confidence_calibration") or {}
+    stored_cal = ConfidenceCalibration.from_metadata(meta)
+    stored_table = bin_table(np.array([stored_cal(r) for r in raw]), hit) if stored_cal.fitted else None
+    stored_holds = stored_table is not None and holds(stored_table)
+    refit = args.refit == "yes" or (args.refit == "auto" and not stored_holds)
+
+    upper, mean, size = isotonic(raw, hit)
+    refit_table = bin_table(np.interp(raw, upper, mean), hit)
+    if refit:
+        record: dict[str, Any] = {
+            "method": "isotonic regression (pool-adjacent-violators) of hit (Dice >= 0.3 with a true nerve region) on the "
+            "region's mean nerve probability; runtime: linear interpolation between the block upper bounds",
+            "data": "fixed validation split of usgra-seg-train (the split recorded in this file), every region reported",
+            "fitted_with_outline": shipped.outline,
+            "regions": len(raw),
+            "raw_upper": [round(float(u), 6) for u in upper],
+            "hit_rate": [round(float(m), 6) for m in mean],
+            "block_sizes": [int(s) for s in size],
+        }
+        table = refit_table
+    else:
+        record = {k: v for k, v in stored.items() if k not in ("table", "check", "checked_with_outline")}
+        record.setdefault("fitted_with_outline", "network")
+        table = stored_table
+    record["table"] = table
+    record["checked_with_outline"] = shipped.outline
+    record["check"] = {
+        "what": f"hits of every region with the shipped outline ({shipped.outline}) and with the network's outline; "
+        f"requirement: calibrated confidence >= {REQUIRED_AT} -> hits >= {REQUIRED_SHARE:.0%}",
+        "settings": shipped.as_dict(),
+        "hits_by_outline": hits_by_outline,
+        "regions_whose_hit_differs": changed,
+        "stored_map_holds": stored_holds,
+        "refit": refit,
+        "hits_per_block_of_the_map": block_check(record["raw_upper"], raw, hit),
+        "refit_would_give": {
+            "raw_upper": [round(float(u), 6) for u in upper],
+            "hit_rate": [round(float(m), 6) for m in mean],
+            "block_sizes": [int(s) for s in size],
+            "table": refit_table,
+        },
+    }
     meta["confidence_calibration"] = record
     meta_file.write_text(json.dumps(meta, indent=2) + "\n")
-    # What the pipeline reports: the calibrated confidence with the shipped floor applied.
-    calibrated = LearnedNerveSegmenter(NerveNet(args.model))
-    floor = LearnedNerveParameters().min_confidence
-    meta["validation"]["learned_with_floor"] = {
-        "min_confidence": floor,
-        **_figures(evaluate(FlooredSegmenter(calibrated, floor), validation_names(args.model))),
-    }
+
+    # What the pipeline reports: the calibrated confidence with the shipped floor applied, both outlines.
+    floor = shipped.min_confidence
+    val_names = validation_names(args.model)
+    train_names = list(meta["split"]["train"])
     subset = sorted(p.name for p in (TEST_SUBSET / "images").glob("*.png"))
+    keys = {shipped.outline: "learned", "network": "learned_network_outline"}
+    meta.setdefault("training_split", {})
+    meta["training_split"]["note"] = (
+        "the training images of usgra-seg-train (the model was trained on them): what the pipeline reports, "
+        "calibrated confidence, floor applied; figures as training/evaluate_nerve.py defines them"
+    )
     meta["validation_subset"] = {
         "files": subset,
-        "note": "tests/data/usgra-seg: every 5th validation image; reproduced by tests/test_learned_nerve.py",
-        "learned": _figures(evaluate(calibrated, subset, folder=TEST_SUBSET)),
+        "note": "tests/data/usgra-seg: every 5th validation image; what the pipeline reports (calibrated confidence, "
+        "floor applied), shipped outline and network outline; reproduced by tests/test_learned_nerve.py",
     }
+    for outline, params in outlines.items():
+        seg = FlooredSegmenter(LearnedNerveSegmenter(net, params), floor)
+        key = keys[outline] + "_with_floor"
+        info = {"min_confidence": floor, **settings_record(params)}
+        meta["validation"][key] = {**info, **_figures(evaluate(seg, val_names))}
+        meta["training_split"][key] = {**info, **_figures(evaluate(seg, train_names))}
+        meta["validation_subset"][keys[outline]] = {**info, **_figures(evaluate(seg, subset, folder=TEST_SUBSET))}
     meta_file.write_text(json.dumps(meta, indent=2) + "\n")
-    print("with the floor:", {k: meta["validation"]["learned_with_floor"][k] for k in ("hit_rate", "precision", "vessel_fp_rate")})
+
+    print(f"regions {len(raw)}; hits by outline {hits_by_outline}; hit differs on {changed}")
+    print(f"stored map ({stored.get('fitted_with_outline', 'network')} outline) holds with the {shipped.outline} "
+          f"outline: {stored_holds}; refit: {refit}")
     for row in table:
         print(row)
-    print(f"wrote confidence_calibration ({len(upper)} blocks) into {meta_file}")
+    if not refit:
+        print("a refit would give:", record["check"]["refit_would_give"])
+    for split, figures in (("validation", meta["validation"]), ("training", meta["training_split"])):
+        for key in ("learned_with_floor", "learned_network_outline_with_floor"):
+            f = figures[key]
+            err = f["area_error_px"]
+            print(f"{split:10s} {f['outline']:8s} hit {f['hit_rate']:.1%} Dice {f['dice_on_hits']:.3f} "
+                  f"median |err| {err['median_abs_relative']:.1%} signed {err['mean_signed_relative']:+.1%} "
+                  f"precision {f['precision']:.1%} vessel FP {f['vessel_fp']}/{f['reported_nerves']}")
+    print(f"wrote confidence_calibration ({len(record['raw_upper'])} blocks) and the floored figures into {meta_file}")
     return 0
 
 
