@@ -16,6 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
@@ -321,9 +322,13 @@ def test_summary_has_repeated_frames_and_left_right_difference(local_run, cohort
     rows = read_csv(out / "summary.csv")
     assert tuple(rows[0].keys()) == SUMMARY_COLUMNS
     cine = [r for r in rows if r["study_uid"] == cohort.cine_study and r["measurement"] == "cross_sectional_area"]
-    # The 10-frame cine counts once (the median of its frames) beside the single-frame image.
-    assert [(int(r["images"]), int(r["frames"])) for r in cine] == [(2, 11)]
-    assert float(cine[0]["sd"]) > 0
+    # The 10-frame cine (forearm) counts once, the median of its frames; the single-frame image of the same
+    # right median nerve is at the wrist: a row of its own, never pooled with the forearm.
+    assert sorted((r["level"], int(r["images"]), int(r["frames"])) for r in cine) == [("forearm", 1, 10), ("wrist", 1, 1)]
+    (forearm,) = [r for r in cine if r["level"] == "forearm"]
+    frames = [float(r["value"]) for r in read_csv(out / "measurements.csv")
+              if r["study_uid"] == cohort.cine_study and r["measurement"] == "cross_sectional_area" and "FOREARM" in r["series_description"]]
+    assert len(frames) == 10 and float(forearm["median"]) == pytest.approx(float(np.median(frames)))
     both = [
         r
         for r in rows
