@@ -89,20 +89,35 @@ def test_validation_split_is_the_seeded_one():
 
 
 def test_opencv_inference_reproduces_recorded_subset_figures(net):
-    """The ONNX file through cv2.dnn gives the figures recorded for the in-repo validation subset."""
+    """The model gives the figures recorded for the in-repo validation subset, with both outlines.
+
+    ``learned``: the shipped segmenter (configs/segmentation.yaml, ``outline: refined``) as the
+    pipeline reports it (calibrated confidence, floor applied); ``learned_network_outline``: the
+    same with the network's own outline.
+    """
+    from training.calibrate_nerve_confidence import FlooredSegmenter
     from training.evaluate_nerve import evaluate
 
     recorded = META["validation_subset"]
     names = sorted(p.name for p in (USGRA_SUBSET / "images").glob("*.png"))
     assert names == recorded["files"] and set(names) <= set(META["split"]["validation"])
-    got = evaluate(LearnedNerveSegmenter(net), names, folder=USGRA_SUBSET)
-    assert got["nerve_dice"] == pytest.approx(recorded["learned"]["nerve_dice"], abs=0.01)
-    assert got["dice_on_hits"] == pytest.approx(recorded["learned"]["dice_on_hits"], abs=0.01)
-    assert got["hit_rate"] == pytest.approx(recorded["learned"]["hit_rate"], abs=0.01)
+    shipped = make_segmenter()
+    assert isinstance(shipped, LearnedNerveSegmenter) and shipped.settings.outline == recorded["learned"]["outline"] == "refined"
+    assert shipped.settings.as_dict() == recorded["learned"]["settings"], "recorded with the shipped settings"
+    network = LearnedNerveSegmenter(net, dataclasses.replace(shipped.settings, outline="network"))
+    for key, seg in (("learned", shipped), ("learned_network_outline", network)):
+        want = recorded[key]
+        assert want["min_confidence"] == seg.min_confidence
+        got = evaluate(FlooredSegmenter(seg, seg.min_confidence), names, folder=USGRA_SUBSET)
+        assert got["reported_nerves"] == want["reported_nerves"], key
+        for figure in ("nerve_dice", "dice_on_hits", "hit_rate"):
+            assert got[figure] == pytest.approx(want[figure], abs=0.01), (key, figure)
+        for figure in ("median_abs_relative", "mean_signed_relative"):
+            assert got["area_error_px"][figure] == pytest.approx(want["area_error_px"][figure], abs=0.01), (key, figure)
 
 
 def test_inference_needs_no_torch(tmp_path):
-    """Load and run the model in a process where ``import torch`` / ``onnxruntime`` fail."""
+    """Load and run the model in a process where ``import torch`` / ``onnxruntime`` fail (OpenCV DNN fallback)."""
     script = textwrap.dedent(
         f"""
         import sys
@@ -122,12 +137,13 @@ def test_inference_needs_no_torch(tmp_path):
         assert type(seg).__name__ == "AutoNerveSegmenter", type(seg)
         gray = (np.random.default_rng(0).random((300, 320)) * 255).astype(np.uint8)
         seg.segment(gray, PixelBox(0, 0, 319, 299), mm_per_px=0.08)
-        print("ok", seg.version)
+        print("ok", seg.version, seg.parameters.as_dict()["model_runtime"])
         """
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("ok")
+    assert "opencv-dnn" in proc.stdout, proc.stdout
 
 
 # --------------------------------------------------------------------------------------

@@ -150,6 +150,8 @@ def test_confidence_is_calibrated_on_the_validation_split():
     assert all(0.0 <= v <= 1.0 for v in values) and all(b >= a for a, b in zip(values, values[1:]))
     row = next(r for r in record["table"] if r["confidence_at_least"] == 0.8)
     assert row["hit_share"] >= 0.95
+    # The table counts hits with the outline that ships (a hit is judged on the reported contour).
+    assert record["checked_with_outline"] == factory.make_segmenter().settings.outline
     card = (REPO / "models" / "MODEL_CARD.md").read_text()
     assert "Confidence calibration" in card
 

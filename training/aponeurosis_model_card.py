@@ -85,7 +85,7 @@ def render(meta: dict[str, Any]) -> str:
 | architecture | {meta['architecture']}; {meta['parameters']:,} parameters |
 | input | 1×1×{meta['input_size']}×{meta['input_size']}: {meta['input']} |
 | output | {meta['output']}; classes {', '.join(meta['classes'])} |
-| runtime | OpenCV DNN (`cv2.dnn.readNetFromONNX`), no torch: `pipeline/segmentation/aponeurosis.py` |
+| runtime | onnxruntime (CPU, one thread per session), else OpenCV DNN (`cv2.dnn.readNetFromONNX`) as the fallback; finder parameter `model_runtime` names it; no torch: `pipeline/segmentation/aponeurosis.py` |
 | training code | `training/train_aponeurosis_segmenter.py` (seeded, checkpoints and resumes; `pip install -e '.[train]'`) |
 | created | {meta['created']} |
 

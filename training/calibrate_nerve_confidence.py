@@ -59,6 +59,7 @@ from pipeline.segmentation.nerve_confidence import ConfidenceCalibration  # noqa
 from pipeline.segmentation.nerve_model import DEFAULT_MODEL_PATH, NerveNet, metadata_path  # noqa: E402
 from training.evaluate_nerve import (  # noqa: E402
     HIT_DICE,
+    _model_runtime,
     evaluate,
     load_example,
     settings_record,
@@ -72,6 +73,8 @@ TEST_SUBSET = REPO / "tests" / "data" / "usgra-seg"
 #: Confidence bins of the table; the requirement: confidence >= REQUIRED_AT -> hits >= REQUIRED_SHARE.
 BINS = (0.0, 0.5, 0.8, 0.9)
 REQUIRED_AT, REQUIRED_SHARE = 0.8, 0.95
+#: Scores this close above a stored block bound count to the block below it (see :func:`block_check`).
+BOUND_TOLERANCE = 2e-5
 
 
 class FlooredSegmenter:
@@ -142,13 +145,50 @@ def holds(table: list[dict[str, Any]]) -> bool:
 
 
 def block_check(upper: list[float], raw: np.ndarray, hit: np.ndarray) -> list[dict[str, Any]]:
-    """Hits per block of a stored map (regions with raw score in (previous upper, upper])."""
+    """Hits per block of a stored map (regions with raw score in (previous upper, upper]).
+
+    The stored bounds are rounded to 6 decimals, and the model runtimes
+    (onnxruntime, OpenCV DNN) agree to about 1e-5: a score within
+    ``BOUND_TOLERANCE`` above a bound counts to the block below it.
+    """
     out, lo = [], -np.inf
     for k, u in enumerate(upper):
-        sel = (raw > lo) & (raw <= u) if k < len(upper) - 1 else raw > lo
+        top = u + BOUND_TOLERANCE
+        sel = (raw > lo) & (raw <= top) if k < len(upper) - 1 else raw > lo
+        lo = top
         out.append({"raw_upper": u, "regions": int(sel.sum()), "hits": int(hit[sel].sum())})
-        lo = u
     return out
+
+
+def compare_maps(
+    upper_a: list[float],
+    rate_a: list[float],
+    upper_b: np.ndarray,
+    rate_b: np.ndarray,
+    *,
+    parameters: LearnedNerveParameters,
+    raw: np.ndarray,
+) -> dict[str, Any]:
+    """How two calibration maps differ over every raw score (a grid of 0..1 in steps of 1e-5).
+
+    ``floor_decisions_differ``: scores for which one map reports (confidence
+    >= the floor) and the other refuses; ``max_difference_at_or_above_floor``:
+    the largest difference of the confidences where either map reaches the floor;
+    ``floor_decisions_differ_on_split``: the same count over the split's regions (scores ``raw``).
+    """
+    grid = np.linspace(0.0, 1.0, 100_001)
+    a = np.clip(np.interp(grid, upper_a, rate_a), 0.0, 1.0)
+    b = np.clip(np.interp(grid, upper_b, rate_b), 0.0, 1.0)
+    floor = parameters.min_confidence
+    either = (a >= floor) | (b >= floor)
+    return {
+        "floor_decisions_differ": int(((a >= floor) != (b >= floor)).sum()),
+        "max_difference_at_or_above_floor": round(float(np.abs(a - b)[either].max()), 6) if either.any() else 0.0,
+        "max_difference": round(float(np.abs(a - b).max()), 6),
+        "floor_decisions_differ_on_split": int(
+            ((np.interp(raw, upper_a, rate_a) >= floor) != (np.interp(raw, upper_b, rate_b) >= floor)).sum()
+        ),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -197,6 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         record = {k: v for k, v in stored.items() if k not in ("table", "check", "checked_with_outline")}
         record.setdefault("fitted_with_outline", "network")
+        assert stored_table is not None  # the stored map holds, so it was read
         table = stored_table
     record["table"] = table
     record["checked_with_outline"] = shipped.outline
@@ -214,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
             "hit_rate": [round(float(m), 6) for m in mean],
             "block_sizes": [int(s) for s in size],
             "table": refit_table,
+            **compare_maps(record["raw_upper"], record["hit_rate"], upper, mean, parameters=shipped, raw=raw),
         },
     }
     meta["confidence_calibration"] = record
@@ -239,6 +281,8 @@ def main(argv: list[str] | None = None) -> int:
         seg = FlooredSegmenter(LearnedNerveSegmenter(net, params), floor)
         key = keys[outline] + "_with_floor"
         info = {"min_confidence": floor, **settings_record(params)}
+        if _model_runtime(seg.inner):
+            info["model_runtime"] = _model_runtime(seg.inner)
         meta["validation"][key] = {**info, **_figures(evaluate(seg, val_names))}
         meta["training_split"][key] = {**info, **_figures(evaluate(seg, train_names))}
         meta["validation_subset"][keys[outline]] = {**info, **_figures(evaluate(seg, subset, folder=TEST_SUBSET))}

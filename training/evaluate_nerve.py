@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Iterable, Sequence
@@ -252,6 +253,49 @@ def settings_record(parameters: Any) -> dict[str, Any]:
     return {"outline": parameters.outline, "settings": parameters.as_dict(), "settings_source": f"{source} (nerve: learned:)"}
 
 
+def interleaved_ms(
+    segmenters: dict[str, tuple[Any, float | None]], names: Sequence[str], repeats: int, *, folder: Path = USGRA
+) -> dict[str, dict[str, float]]:
+    """Per segmenter: median over images of its fastest ``segment()`` run, CPU and wall time (ms), one thread.
+
+    The segmenters take turns on each image (``repeats`` rounds), so that on a
+    shared machine they meet the same load. ``cpu`` is the process CPU time
+    (:func:`time.process_time`), which other processes' load hardly changes;
+    ``wall`` is the wall time, which they do.
+    """
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    per_image: dict[str, dict[str, list[float]]] = {k: {"cpu": [], "wall": []} for k in segmenters}
+    try:
+        for name in names:
+            gray, _ = load_example(name, folder)
+            box = PixelBox(0, 0, gray.shape[1] - 1, gray.shape[0] - 1)
+            best = {k: {"cpu": float("inf"), "wall": float("inf")} for k in segmenters}
+            for _ in range(max(1, repeats)):
+                for key, (segmenter, scale) in segmenters.items():
+                    c0, t0 = time.process_time(), time.perf_counter()
+                    segmenter.segment(gray, box, mm_per_px=scale)
+                    t1, c1 = time.perf_counter(), time.process_time()
+                    best[key]["cpu"] = min(best[key]["cpu"], 1000.0 * (c1 - c0))
+                    best[key]["wall"] = min(best[key]["wall"], 1000.0 * (t1 - t0))
+            for key, value in best.items():
+                for clock in ("cpu", "wall"):
+                    per_image[key][clock].append(value[clock])
+    finally:
+        cv2.setNumThreads(threads)
+    return {k: {clock: float(np.median(v)) for clock, v in d.items()} for k, d in per_image.items()}
+
+
+def _model_runtime(segmenter: Any) -> str | None:
+    """The runtime the segmenter's network runs on, as its SR parameters name it (None when not named)."""
+    parameters = getattr(segmenter, "parameters", None)
+    try:
+        value = parameters.as_dict().get("model_runtime") if parameters is not None else None
+    except AttributeError:
+        return None
+    return None if value is None else str(value)
+
+
 def make(kind: str, model: Path | None = None) -> tuple[Any, float | None]:
     """A segmenter by kind and the mm/px it is given on these uncalibrated PNGs.
 
@@ -277,7 +321,7 @@ def make(kind: str, model: Path | None = None) -> tuple[Any, float | None]:
     if kind == "learned":
         return learned, None
     auto = load_segmentation_config(DEFAULT_SEGMENTATION_CONFIG).auto
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in auto.items()}
+    values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in auto.items()}
     return AutoNerveSegmenter(learned, AutoNerveParameters(**values)), None
 
 
@@ -363,11 +407,29 @@ def record(
     for kind in kinds:
         key = KIND_KEYS[kind]
         segmenter, scale = make(kind, model)
-        figures[key] = evaluate(segmenter, names, mm_per_px=scale, repeats=repeats)
+        figures[key] = evaluate(segmenter, names, mm_per_px=scale)
         settings = getattr(segmenter, "settings", None)
         if kind.startswith("learned") and settings is not None:
             figures[key].update(settings_record(settings))
-        print(format_row(kind, figures[key]), flush=True)
+        runtime = _model_runtime(segmenter)
+        if runtime:
+            figures[key]["model_runtime"] = runtime
+        if repeats <= 1:
+            print(format_row(kind, figures[key]), flush=True)
+    if repeats > 1:
+        load_before = os.getloadavg()[0]
+        times = interleaved_ms({KIND_KEYS[k]: make(k, model) for k in kinds}, names, repeats)
+        load_after = os.getloadavg()[0]
+        for kind in kinds:
+            key = KIND_KEYS[kind]
+            figures[key]["ms_per_frame"] = times[key]["cpu"]
+            figures[key]["wall_ms_per_frame"] = times[key]["wall"]
+            figures[key]["ms_per_frame_timing"] = (
+                f"CPU time of segment() (process_time), fastest of {repeats} runs per image, the segmenters taking "
+                f"turns ({', '.join(kinds)}), median over images; the wall time (wall_ms_per_frame) on the same runs "
+                f"had other load: {os.cpu_count()} CPUs, 1-min load average {load_before:.1f} before / {load_after:.1f} after"
+            )
+            print(format_row(kind, figures[key]), flush=True)
     for kind in kinds:
         segmenter, _ = make(kind, model)
         synthetic[KIND_KEYS[kind]] = sample_data_figures(segmenter)
@@ -376,7 +438,8 @@ def record(
     previous = meta.get("validation", {})
     meta["validation"] = {
         **previous,
-        "note": "OpenCV DNN inference (pipeline.segmentation.nerve_model), full resolution, "
+        "note": "inference through pipeline.segmentation.nerve_model (the runtime it chooses; model_runtime names it "
+        "where the segmenter reports it), full resolution, "
         "definitions in training/evaluate_nerve.py; learned and auto with the settings of "
         "configs/segmentation.yaml (learned: the shipped outline; learned_network_outline: the network's "
         f"own outline); classical given a nominal {CLASSICAL_NOMINAL_MM_PER_PX} mm/px; ms_per_frame with "
@@ -411,7 +474,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument(
         "--repeats", type=int, default=1,
-        help="time each image this many times and keep the fastest (a shared machine); figures unchanged",
+        help="time each image this many times and keep the fastest (a shared machine; with --record the "
+        "segmenters take turns on each image); figures unchanged",
     )
     parser.add_argument(
         "--record", action="store_true",
