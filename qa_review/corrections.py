@@ -17,6 +17,11 @@ by the same functions the analysis uses:
 
 On a colour-flow frame the vascularity values of the finding are measured
 again too (:func:`pipeline.measurements.vascularity.measure_vascularity`).
+A value the new region cannot give is dropped, not kept: the muscle's mean
+thickness over the central half of the width (it follows the automated fascia
+edges across the width, not the two caliper ends) and the group's confidence
+(the algorithm's, in what it drew); :class:`qa_review.model.Correction` lists
+them in ``dropped``.
 A region the calibration cannot support (spanning two regions, outside the
 image) is refused with the calibration's reason: nothing is invented.
 """
@@ -52,8 +57,11 @@ logger = logging.getLogger(__name__)
 #: The most points a redrawn contour may have.
 MAX_POINTS = 2000
 _HOW = {"contour": "contour redrawn", "caliper": "caliper ends moved", "roi": "ROI moved"}
+#: Values of a caliper group that two caliper ends cannot give (they follow the automated edges).
+NOT_FROM_CALIPER = frozenset({"Thickness (Mean, central half of width)"})
 _UNITS = {
     "Area": "mm2", "Perimeter": "mm", "Major Axis": "mm", "Minor Axis": "mm", "Thickness": "mm",
+    "Flattening ratio": "1",
     "Vascularity index": "%", "Intraneural vessel count": "1", "Vascularity grade": "1",
 }
 
@@ -175,6 +183,8 @@ class FrameMeasurer:
                     "Major Axis": nerve.major_axis_mm, "Minor Axis": nerve.minor_axis_mm,
                 }
                 values.update({k: v for k, v in mm.items() if v is not None})
+                if nerve.cross_sectional_area_mm2 is not None and np.isfinite(nerve.flattening_ratio):
+                    values["Flattening ratio"] = nerve.flattening_ratio
                 values["Echogenicity (Mean)"] = nerve.echogenicity.mean
                 values["Echogenicity (Standard Deviation)"] = nerve.echogenicity.sd
             elif kind == "roi":
@@ -213,7 +223,8 @@ def recompute(measurer: FrameMeasurer, finding: Finding, points: Sequence[tuple[
     """
     if not finding.correctable:
         raise CorrectionError(f"{finding.label}: this finding has no region that can be corrected")
-    wanted = [item.name for item in finding.items]
+    dropped = tuple(item.name for item in finding.items if finding.kind == "caliper" and item.name in NOT_FROM_CALIPER)
+    wanted = [item.name for item in finding.items if item.name not in dropped]
     values = measurer.measure(finding.kind, points, wanted)
     missing = [name for name in wanted if name not in values]
     if missing:
@@ -226,4 +237,5 @@ def recompute(measurer: FrameMeasurer, finding: Finding, points: Sequence[tuple[
         values=tuple((name, float(values[name]), units.get(name) or _UNITS.get(name, "1")) for name in wanted),
         replaced=tuple((item.name, item.value, item.unit) for item in finding.items),
         how=_HOW[finding.kind],
+        dropped=dropped,
     )

@@ -7,6 +7,11 @@ found by walking the content tree with the reader's own walker
 the reader's groups and measurements one to one (checked: a document where
 they do not is refused). The same walk gives the dataset items themselves,
 which :mod:`qa_review.verified` removes when a measurement is rejected.
+
+A group's confidence NUM (local code ``CONFIDENCE``, :data:`pipeline.sr.codes.CONFIDENCE`) is not
+a reviewable value: it is the algorithm's confidence in the whole group, shown as the frame's
+confidence (:func:`group_confidence`). It keeps its place in the numbering, so the ids of the other
+items are the same with or without it.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from dataclasses import dataclass
 
 from pydicom.dataset import Dataset
 
-from pipeline.sr.codes import NERVE, NERVE_BEFORE_2026_11, concept_key
+from pipeline.sr.codes import CONFIDENCE, NERVE, NERVE_BEFORE_2026_11, concept_key
 from pipeline.sr.reader import (
     ImageReference,
     MeasurementGroup,
@@ -33,7 +38,9 @@ __all__ = [
     "ReviewableReport",
     "UnreviewableReportError",
     "frame_of",
+    "group_confidence",
     "group_overlays",
+    "is_confidence",
     "reviewable_report",
 ]
 
@@ -119,6 +126,16 @@ def frame_of(ref: ImageReference | None) -> tuple[str, int]:
     return ref.sop_instance_uid, (ref.frame_numbers[0] if ref.frame_numbers else 1)
 
 
+def is_confidence(measurement: NumericMeasurement) -> bool:
+    """The NUM is a group's confidence (not a reviewable value)."""
+    return measurement.name.matches(CONFIDENCE)
+
+
+def group_confidence(group: MeasurementGroup) -> float | None:
+    """The algorithm's confidence (0-1) the group carries, ``None`` when it has none (older reports)."""
+    return next((m.value for m in group.measurements if is_confidence(m) and m.value is not None), None)
+
+
 def _review_item(gi: int, mi: int, group: MeasurementGroup, m: NumericMeasurement) -> ReviewItem:
     site = group.finding_sites[0] if group.finding_sites else None
     if site is None and m.finding_sites:
@@ -192,5 +209,5 @@ def reviewable_report(dataset: Dataset) -> ReviewableReport:
                 f"group {gi + 1}: found {len(numbers)} NUM item(s) but the reader sees {len(group.measurements)}"
             )
         slots.append(GroupSlot(parent=parent, group=group_item, measurements=numbers))
-        items.extend(_review_item(gi, mi, group, m) for mi, m in enumerate(group.measurements))
+        items.extend(_review_item(gi, mi, group, m) for mi, m in enumerate(group.measurements) if not is_confidence(m))
     return ReviewableReport(dataset=dataset, report=report, slots=tuple(slots), items=tuple(items))

@@ -331,12 +331,16 @@ class Correction:
         The values of the finding before the correction (name, value, unit).
     how : str
         What the reviewer did ("contour redrawn", "caliper ends moved", "ROI moved").
+    dropped : tuple of str
+        Names of values the new region cannot give (the mean thickness over the central half):
+        removed from the corrected group, as is the group's confidence.
     """
 
     points: tuple[tuple[float, float], ...]
     values: tuple[tuple[str, float, str], ...]
     replaced: tuple[tuple[str, float | None, str], ...] = ()
     how: str = ""
+    dropped: tuple[str, ...] = ()
 
     def describe(self) -> str:
         """``Area 6.873 mm2 -> 5.2 mm2, ...``."""
@@ -346,6 +350,7 @@ class Correction:
             old = before.get(name, (None, unit))[0]
             old_text = "none" if old is None else f"{old:.4g}"
             parts.append(f"{name} {old_text} -> {value:.4g} {unit if unit != '1' else ''}".strip())
+        parts.extend(f"{name} removed (not measurable on the corrected region)" for name in self.dropped)
         return "; ".join(parts)
 
 

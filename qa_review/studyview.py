@@ -14,9 +14,10 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset
 
+from pipeline.sr.codes import SUBCUTANEOUS_TISSUE
 from pipeline.sr.reader import MeasurementGroup, MeasurementReport
 from qa_review.findings import findings_of
-from qa_review.items import ReviewableReport, frame_of, group_overlays
+from qa_review.items import ReviewableReport, frame_of, group_confidence, group_overlays
 from qa_review.model import FrameInfo, FrameView, Overlay, ReviewItem, StudyStatus, StudySummary, VerifiedReport
 from qa_review.studyfindings import is_study_finding
 
@@ -153,7 +154,9 @@ def _label(group: MeasurementGroup, items: Sequence[ReviewItem]) -> str:
     if not items or items[0].value is None:
         return ""
     first = items[0]
-    return f"{first.name} {first.value_text} {first.unit if first.unit != '1' else ''}".strip()
+    # Two calipers on a muscle frame: the subcutaneous one says which layer it measures.
+    name = "Subcutaneous thickness" if group.finding is not None and group.finding.matches(SUBCUTANEOUS_TISSUE) else first.name
+    return f"{name} {first.value_text} {first.unit if first.unit != '1' else ''}".strip()
 
 
 def frame_views(
@@ -174,6 +177,7 @@ def frame_views(
     overlays: dict[tuple[str, int], list[Overlay]] = {}
     notes: dict[tuple[str, int], list[str]] = {}
     sides: dict[tuple[str, int], str] = {}
+    confidence: dict[tuple[str, int], float] = {}
     for index, group in enumerate(reviewable.report.groups):
         if is_study_finding(group):
             continue  # a study-level value: no frame of its own (qa_review.studyfindings)
@@ -191,11 +195,16 @@ def frame_views(
         site = group.finding_sites[0] if group.finding_sites else None
         if site is not None and site.laterality is not None:
             sides.setdefault(key, str(site.laterality))
+        # The SR's own confidence (the first group's, as the tables give the first row's) where the tables
+        # have none (an archive).
+        value = group_confidence(group)
+        if value is not None:
+            confidence.setdefault(key, value)
     findings = findings_of(reviewable)
     views = []
     for key in order:
         sop, frame = key
-        info = merge_info(info_for(sop, frame), laterality=sides.get(key, ""))
+        info = merge_info(info_for(sop, frame), FrameInfo(confidence=confidence.get(key)), laterality=sides.get(key, ""))
         name = readable_name(info, sop)
         views.append(
             FrameView(

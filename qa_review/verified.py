@@ -44,7 +44,7 @@ from pipeline.sr.codes import concept_key
 from pipeline.sr.walk import item_key
 from qa_review import codes
 from qa_review.findings import findings_of
-from qa_review.items import GroupSlot, ReviewableReport, reviewable_report
+from qa_review.items import GroupSlot, ReviewableReport, is_confidence, reviewable_report
 from qa_review.model import FindingDecision, SignOff
 
 __all__ = [
@@ -155,12 +155,18 @@ def _apply_correction(
         raise VerificationError(f"finding {decision.finding_id}: a correction needs the corrected region")
     index = _group_index(decision.finding_id)
     slot = reviewable.slots[index]
-    names = [m.label for m in reviewable.report.groups[index].measurements]
+    measurements = reviewable.report.groups[index].measurements
     new = {name: value for name, value, _ in correction.values}
+    # The group's confidence and the values the new region cannot give go (qa_review.corrections).
+    drop = [is_confidence(m) or m.label in correction.dropped for m in measurements]
+    names = [m.label for m, gone in zip(measurements, drop, strict=True) if not gone]
     if set(names) - set(new):
         raise VerificationError(f"finding {decision.finding_id}: the correction lacks {sorted(set(names) - set(new))[0]}")
-    for name, (_, item) in zip(names, slot.measurements, strict=True):
-        _set_number(item, new[name])
+    for m, gone, (parent, item) in zip(measurements, drop, slot.measurements, strict=True):
+        if gone:
+            _remove(parent, item)
+        else:
+            _set_number(item, new[m.label])
     _set_region(slot, correction.points, closed=kind != "caliper")
     content = slot.group.ContentSequence
     for item in [i for i in content if _key(i) in _PERSON_CONTEXT]:  # an earlier corrector's context

@@ -375,9 +375,10 @@ def test_verified_sr_of_a_partial_report_is_complete_and_keeps_the_unmeasured_im
     assert str(ds.VerifyingObserverSequence[0].VerifyingObserverName) == "Müller^Jörg"  # stored as UTF-8
     notes = [n.value for n in read_measurement_report(path).notes]
     assert any("02_nerve_rgb.dcm" in n and "cannot be decoded" in n for n in notes)
-    assert [m.label for _, m in read_measurement_report(path).all_measurements()] == [
-        i.name for f in findings for i in f.items
-    ]
+    kept = [m for _, m in read_measurement_report(path).all_measurements()]
+    # Accepted as is: every value, and each group's confidence (not a reviewable item: the frame's confidence).
+    assert [m.label for m in kept if m.label != "Confidence"] == [i.name for f in findings for i in f.items]
+    assert sum(m.label == "Confidence" for m in kept) == len(findings)
 
 
 # -- the node archive -------------------------------------------------------------
@@ -424,6 +425,10 @@ def test_node_archive_signoff_is_archived_queued_and_delivered_by_the_node(tmp_p
         assert re.search(rf'data-study="{study}".*?badge sent', listing, re.S)
         page = client.get(f"/study/{study}").get_data(as_text=True)
         assert "R RECTUS FEMORIS" in page and "0.1000" in page and "Right" in page
+        # No results table in an archive: the frame's confidence is the SR's own (each group's CONFIDENCE NUM).
+        confidence = next(m.value for _, m in read_measurement_report(received[0]).all_measurements()
+                          if m.label == "Confidence")
+        assert f'<dd class="confidence">{confidence:.2f}</dd>' in page
         sop = str(pydicom.dcmread(MUSCLE, stop_before_pixels=True).SOPInstanceUID)
         png = client.get(f"/study/{study}/frame/{sop}/1.png")
         assert png.status_code == 200 and png.data.startswith(b"\x89PNG")
@@ -441,8 +446,11 @@ def test_node_archive_signoff_is_archived_queued_and_delivered_by_the_node(tmp_p
         automated_uid = str(received[0].SOPInstanceUID)
         report = read_measurement_report(verified)
         assert report.predecessors == (automated_uid,)
+        automated = read_measurement_report(received[0])
+        rejected = automated.groups[int(thickness[1:]) - 1]  # the caliper group, whole (with its confidence)
+        assert any(m.label == "Thickness" for m in rejected.measurements)
         assert [m.label for _, m in report.all_measurements()] == [
-            m.label for _, m in read_measurement_report(received[0]).all_measurements() if m.label != "Thickness"
+            m.label for g, m in automated.all_measurements() if g is not rejected
         ]
         item = next(o for o in node.index.outbox() if o.result_uid == str(verified.SOPInstanceUID))
         _wait_for(lambda: next(o for o in node.index.outbox() if o.id == item.id).state is OutboxState.SENT)

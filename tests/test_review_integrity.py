@@ -141,6 +141,12 @@ def test_corrected_caliper_is_measured_by_the_pipeline_and_signed_by_the_reviewe
     report = read_measurement_report(path)
     group = next(g for g in report.groups if any(m.label == "Thickness" for m in g.measurements))
     assert group.measurements[0].value == pytest.approx(expected, abs=1e-9)
+    # What two caliper ends cannot give (the mean over the central half follows the automated edges) and the
+    # algorithm's confidence in what it drew leave the corrected group; the note says so.
+    assert [m.label for m in group.measurements] == ["Thickness"]
+    assert any("Thickness (Mean, central half of width) removed" in e.value for e in group.evaluations)
+    untouched = next(g for g in report.groups if g.finding is not None and g.finding.value == "71966008")
+    assert [m.label for m in untouched.measurements] == ["Thickness", "Confidence"]
     assert group.regions[0].points[1] == pytest.approx(tuple(moved[1]), abs=1e-3)
     assert any(e.value.startswith("corrected by Doe^Jane") and "Thickness" in e.value for e in group.evaluations)
     # The person as observer of the corrected group (TID 1002 / 1003, HAS OBS CONTEXT).
@@ -228,7 +234,7 @@ def test_browser_moves_a_caliper_and_the_verified_sr_carries_the_new_thickness(o
             browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.goto(f"http://127.0.0.1:{server.server_port}/study/{study}")
-            box = page.locator("fieldset.finding[data-kind=caliper]")
+            box = page.locator("fieldset.finding[data-kind=caliper]").first  # the muscle's (then the subcutaneous one)
             fid = box.get_attribute("data-finding")
             page.locator("figure.viewer canvas.image").first.wait_for()
             box.locator("button.edit").click()

@@ -2,8 +2,9 @@
 
 A small U-Net (``models/aponeurosis_unet.onnx``, trained by
 ``training/train_aponeurosis_segmenter.py`` on the DL_Track frames, run
-through OpenCV DNN) marks the aponeurosis / fascia bands of a longitudinal
-B-mode frame. Each long connected band becomes a :class:`LayerBand`: its
+through onnxruntime, else OpenCV DNN, as
+:class:`~pipeline.segmentation.nerve_model.NerveNet`) marks the aponeurosis /
+fascia bands of a longitudinal B-mode frame. Each long connected band becomes a :class:`LayerBand`: its
 centre line (a robust quadratic), its extent and the network's mean
 probability. The bands, sorted by depth, *propose* the superficial and deep
 boundaries of every muscle layer; the edge tracer of
@@ -44,12 +45,19 @@ APONEUROSIS = 1
 
 
 class AponeurosisNet(NerveNet):
-    """The aponeurosis network (classes background, aponeurosis); loading as :class:`NerveNet`."""
+    """The aponeurosis network (classes background, aponeurosis); loading as :class:`NerveNet`.
+
+    Parameters
+    ----------
+    path : path to the ``.onnx`` file.
+    runtime : {"auto", "onnxruntime", "opencv"}, optional
+        As for :class:`NerveNet` (default ``$MSKUS_MODEL_RUNTIME``, else ``auto``).
+    """
 
     what = "aponeurosis"
 
-    def __init__(self, path: str | Path = DEFAULT_APONEUROSIS_MODEL_PATH) -> None:
-        super().__init__(path)
+    def __init__(self, path: str | Path = DEFAULT_APONEUROSIS_MODEL_PATH, runtime: str | None = None) -> None:
+        super().__init__(path, runtime)
 
 
 @dataclass(frozen=True)
@@ -210,6 +218,7 @@ class LearnedAponeurosisFinder:
             "model_version": self.net.model_version,
             "model_sha256": self.net.short_hash,
             "model_input_size": self.net.input_size,
+            "model_runtime": self.net.runtime,
             **self.settings.as_dict(),
         }
 
