@@ -25,6 +25,7 @@ __all__ = [
     "atomic_open",
     "atomic_write_bytes",
     "atomic_write_text",
+    "create_durably",
     "durable_temporary",
     "fsync_dir",
     "place_durably",
@@ -145,6 +146,25 @@ def place_durably(tmp: str | os.PathLike[str], path: str | os.PathLike[str]) -> 
         raise
     fsync_dir(final.parent)
     return final
+
+
+def create_durably(data: bytes, path: str | os.PathLike[str]) -> bool:
+    """Write ``data`` to ``path`` only if no file has that name (never overwrites), durably.
+
+    The file appears whole or not at all (a hard link of an fsync'd
+    temporary); returns ``False`` when the name is taken, so a caller can try
+    the next number (the QA page's numbered sign-offs).
+    """
+    final = Path(path)
+    tmp = durable_temporary(data, final.parent)
+    try:
+        os.link(tmp, final)
+    except FileExistsError:
+        return False
+    finally:
+        tmp.unlink(missing_ok=True)
+    fsync_dir(final.parent)
+    return True
 
 
 def remove_stale_temporaries(folder: str | os.PathLike[str]) -> int:

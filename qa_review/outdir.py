@@ -27,6 +27,7 @@ from pathlib import Path
 
 from pydicom.dataset import Dataset
 
+from pipeline.atomic import create_durably
 from pipeline.batch.overlays import overlay_rel_path
 from pipeline.filenames import uid_file_name
 from pipeline.sr.sop import report_file_name
@@ -270,21 +271,10 @@ class OutDirSource:
         with self._write_lock:
             (self.out_dir / VERIFIED_FOLDER).mkdir(exist_ok=True)
             number = 1
-            while True:
+            path = self.out_dir / VERIFIED_FOLDER / verified_file_name(study_uid, number)
+            while not create_durably(data, path):  # never overwrite a sign-off: the next number
+                number += 1
                 path = self.out_dir / VERIFIED_FOLDER / verified_file_name(study_uid, number)
-                tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-                with open(tmp, "wb") as handle:
-                    handle.write(data)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                try:
-                    os.link(tmp, path)  # fails when the name is taken: never overwrite a sign-off
-                except FileExistsError:
-                    number += 1
-                    continue
-                finally:
-                    tmp.unlink(missing_ok=True)
-                break
         logger.info("verified SR for study %s written to %s", study_uid, path)
         return Published(str(document.SOPInstanceUID), str(path))
 
