@@ -11,7 +11,7 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from pipeline.errors import MskusInputError
-from pipeline.sr.sop import SR_SOP_CLASSES
+from pipeline.sr.sources import SR_SOP_CLASSES
 from qa_review.items import ReviewableReport, UnreviewableReportError, reviewable_report
 
 __all__ = ["ReportCache"]

@@ -346,7 +346,8 @@ def test_verified_sr_of_a_partial_report_is_complete_and_keeps_the_unmeasured_im
     from pipeline.analysis import ImageResult
     from tests.analysis_helpers import analyze_image
     from pipeline.loading import load_ultrasound
-    from pipeline.sr.sop import build_measurement_report, header_dataset
+    from pipeline.sr.sop import build_measurement_report
+    from pipeline.sr.sources import header_dataset
     from qa_review.findings import findings_of
     from qa_review.items import reviewable_report
     from qa_review.model import Decision, FindingDecision, SignOff

@@ -17,14 +17,8 @@ from pipeline.sr.reader import (
     TextObservation,
     read_measurement_report,
 )
-from pipeline.sr.sop import (
-    ReportError,
-    build_measurement_report,
-    group_by_study,
-    header_dataset,
-    report_file_name,
-    study_completeness,
-)
+from pipeline.sr.sop import build_measurement_report, report_file_name
+from pipeline.sr.sources import ReportError, group_by_study, header_dataset, study_completeness
 
 __all__ = [
     "AlgorithmInfo",

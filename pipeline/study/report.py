@@ -9,7 +9,8 @@ from pathlib import Path
 import pydicom
 from pydicom.dataset import Dataset
 
-from pipeline.sr.sop import SR_SOP_CLASSES, ReportError, build_measurement_report
+from pipeline.sr.sop import build_measurement_report
+from pipeline.sr.sources import SR_SOP_CLASSES, ReportError
 from pipeline.study.runner import StudyAnalysis
 
 __all__ = ["build_study_report", "earlier_report"]

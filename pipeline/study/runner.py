@@ -43,7 +43,7 @@ from pipeline.reference import (
     study_findings,
 )
 from pipeline.settings import Analyzer
-from pipeline.sr.sop import header_dataset
+from pipeline.sr.sources import header_dataset
 
 __all__ = ["AnalysedImage", "FrameHook", "HeaderEditor", "StudyAnalysis", "StudyFile", "analyze_study"]
 
