@@ -10,12 +10,14 @@ reads a configuration file again.
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.protocols import Protocol
+from pipeline.reference import ReferenceTables, load_reference_tables
 from pipeline.settings import AnalysisSettings, load_analysis_settings
 
-__all__ = ["add_analysis_options", "analysis_settings"]
+__all__ = ["ReferenceSettings", "add_analysis_options", "add_reference_options", "analysis_settings", "reference_settings"]
 
 
 def add_analysis_options(
@@ -58,3 +60,38 @@ def analysis_settings(args: argparse.Namespace) -> AnalysisSettings:
         reference=getattr(args, "reference", None) or (),
         preset=getattr(args, "preset", "") or "",
     )
+
+
+@dataclass(frozen=True)
+class ReferenceSettings:
+    """The reference tables and scanner preset of a command that judges values but does not analyse.
+
+    Attributes
+    ----------
+    reference : ReferenceTables
+        The shipped tables, each kind replaced by a clinic's own where given.
+    preset : str
+        The scanner preset (z-score models that name one apply only with it).
+    """
+
+    reference: ReferenceTables
+    preset: str = ""
+
+
+def add_reference_options(parser: argparse.ArgumentParser) -> None:
+    """``--reference`` (repeatable) and ``--preset`` on a command's parser, as the analysing commands have them."""
+    parser.add_argument(
+        "--reference", action="append", type=Path, default=[], metavar="YAML",
+        help="a clinic's reference table; replaces the shipped table of its kind (repeatable; configs/reference/); "
+        "use the tables the analysis used",
+    )
+    parser.add_argument(
+        "--preset", default="", metavar="NAME",
+        help="the scanner preset the images were taken with (z-score models that name one apply only with it)",
+    )
+
+
+def reference_settings(args: argparse.Namespace) -> ReferenceSettings:
+    """The command's reference tables and preset (:class:`~pipeline.errors.UsageError` naming a bad file or row)."""
+    tables = load_reference_tables([Path(p) for p in getattr(args, "reference", None) or ()])
+    return ReferenceSettings(reference=tables, preset=" ".join((getattr(args, "preset", "") or "").split()))

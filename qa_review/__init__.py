@@ -18,6 +18,7 @@ One idea per module:
 - :mod:`~qa_review.studyview`: one study's page model from its automated SR (left/right pairs by level);
 - :mod:`~qa_review.flags`: a value's reference flag, interval, source and z-score as the SR states it;
 - :mod:`~qa_review.studyfindings`: the study's derived values (ratio, ΔCSA, right minus left, sites enlarged);
+- :mod:`~qa_review.reread`: corrected values judged again, study findings recomputed (the tables come from the entry point);
 - :mod:`~qa_review.fasciculation`: a muscle clip's fasciculation values and events, with play windows;
 - :mod:`~qa_review.keyframe`: an event's key frame with its place circled;
 - :mod:`~qa_review.outdir`, :mod:`~qa_review.archive`: the two places results live;

@@ -26,9 +26,13 @@ from collections import Counter
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 
+import pydicom
 from flask import Flask, Response, abort, jsonify, redirect, render_template, request, session, url_for
+from pydicom.dataset import Dataset
+from pydicom.errors import InvalidDicomError
 from werkzeug.exceptions import HTTPException
 
+from pipeline.reference import ReferenceTables
 from qa_review.auth import User, verify_login
 from qa_review.corrections import CorrectionError, FrameMeasurer, parse_points, recompute
 from qa_review.csrf import FIELD, csrf_token, csrf_valid
@@ -43,6 +47,7 @@ from qa_review.items import ReviewableReport, reviewable_report
 from qa_review.keyframe import KeyFrameError, event_key_frame_png
 from qa_review.listing import other_studies, with_review_state
 from qa_review.model import REJECT_REASONS, Correction, Finding, ReviewState, StudyDetail, StudyStatus
+from qa_review.reread import NO_TABLES, ReferenceContext, read_values
 from qa_review.source import ReviewSource
 from qa_review.sourceinfo import source_frame_info
 from qa_review.studyfindings import StudyFindingView, study_findings
@@ -76,6 +81,8 @@ def create_app(
     secret_key: bytes | None = None,
     allowed_hosts: Collection[str] | None = None,
     throttle: LoginThrottle | None = None,
+    reference: ReferenceTables | None = None,
+    preset: str = "",
 ) -> Flask:
     """The review application over ``source``.
 
@@ -97,6 +104,13 @@ def create_app(
         bound to loopback); any when not given.
     throttle : LoginThrottle, optional
         Counts wrong passwords (default: a new one with the real clock).
+    reference : ReferenceTables, optional
+        The reference tables corrected values are judged against and study
+        findings recomputed with (loaded by the entry point, ``mskus review
+        --reference``; never read here). Without them a corrected value carries
+        no normality, saying why, and changed study findings are removed.
+    preset : str
+        The scanner preset (``--preset``) for preset-specific z-score models.
     """
     app = Flask(__name__)
     app.secret_key = secret_key or secrets.token_bytes(32)
@@ -111,6 +125,10 @@ def create_app(
     hosts = {h.lower() for h in allowed_hosts} if allowed_hosts else None
     sign_lock = threading.Lock()
     throttle = throttle or LoginThrottle()
+    app.config["MSKUS_REFERENCE"] = reference
+    app.config["MSKUS_PRESET"] = " ".join(preset.split())
+    if reference is None:
+        logger.warning("review server without reference tables: %s", NO_TABLES)
 
     def current_user() -> User | None:
         if not users:
@@ -305,6 +323,13 @@ def create_app(
                 "address": request.remote_addr or "",
             },
         )
+        if history is not None:
+            automated = source.automated(study_uid)
+            history = replace(
+                history,
+                earlier_runs=tuple(source.earlier_runs(study_uid, automated)) if automated is not None else (),
+                views=tuple(source.views(study_uid)),
+            )
         signed = request.args.get("signed", "")
         just_signed = next((v for v in detail.verified if v.sop_instance_uid == signed), None)
         current = reviewable_report(history.current) if history is not None else None
@@ -390,6 +415,21 @@ def create_app(
         response.headers["Cache-Control"] = "private, max-age=300"
         return response
 
+    def _reference(study_uid: str) -> ReferenceContext:
+        headers: dict[str, Dataset | None] = {}
+
+        def header_of(sop: str) -> Dataset | None:
+            if sop not in headers:
+                path = source.image_path(study_uid, sop)
+                try:
+                    headers[sop] = pydicom.dcmread(path, stop_before_pixels=True) if path else None
+                except (InvalidDicomError, OSError, ValueError) as exc:
+                    logger.warning("source header of %s unreadable: %s", sop, exc)
+                    headers[sop] = None
+            return headers[sop]
+
+        return ReferenceContext(app.config["MSKUS_REFERENCE"], app.config["MSKUS_PRESET"], header_of)
+
     def _corrector(study_uid: str) -> Callable[[Finding, str], Correction]:
         measurers: dict[tuple[str, int], FrameMeasurer] = {}
 
@@ -423,9 +463,25 @@ def create_app(
             correction = _corrector(study_uid)(finding, request.form.get("points") or "")
         except CorrectionError as exc:
             return jsonify(error=str(exc)), 422
+        group = reviewable_report(history.current).report.groups[int(finding.id[1:]) - 1]
+        flags = read_values(
+            group, {n: v for n, v, _ in correction.values}, _reference(study_uid), finding.sop_instance_uid
+        )
+
+        def flag_text(name: str) -> str:
+            flag = flags.get(name)
+            if flag is None:
+                return ""
+            if flag.flag == "none":
+                return f"no reference: {flag.reason}" if flag.reason else "no reference"
+            return " ".join(p for p in (flag.flag, flag.interval_text, flag.z_text) if p)
+
         return jsonify(
             finding=finding.id,
-            values=[{"name": n, "value": v, "text": f"{v:.4g}", "unit": u} for n, v, u in correction.values],
+            values=[
+                {"name": n, "value": v, "text": f"{v:.4g}", "unit": u, "flag": flag_text(n)}
+                for n, v, u in correction.values
+            ],
             summary=correction.describe(),
         )
 
@@ -457,7 +513,7 @@ def create_app(
             try:
                 document = build_verified_report(
                     automated, signed, base=history.current, supersedes=history.verified,
-                    instance_number=len(history.verified) + 1,
+                    instance_number=len(history.verified) + 1, reference=_reference(study_uid),
                 )
             except VerificationError as exc:
                 raise FormError(400, str(exc)) from None

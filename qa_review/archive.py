@@ -14,8 +14,10 @@ action goes to the node's audit table.
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import logging
+import sqlite3
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -24,10 +26,11 @@ from pydicom.dataset import Dataset
 from dicom_node.index import NodeIndex, OutboxItem, OutboxState, StudyRow, StudyState
 from dicom_node.storage import DurableStore
 from pipeline.filenames import uid_file_name
+from qa_review.history import EarlierRun, StudyView, predecessor_uids
 from qa_review.model import FrameInfo, StudyDetail, StudyStatus, StudySummary
 from qa_review.render import RenderError, render_overlay_png
 from qa_review.reportcache import ReportCache
-from qa_review.source import Published, audit_text
+from qa_review.source import VIEW_EVENT, Published, audit_text, parse_audit_text
 from qa_review.sourceinfo import source_frame_info
 from qa_review.studyview import frame_views, study_summary, verified_report
 
@@ -190,6 +193,55 @@ class ArchiveSource:
         except RenderError as exc:
             logger.warning("%s", exc)
             return None
+
+    def _sr_results(self, study_uid: str) -> list[tuple[str, str, int, float]]:
+        """(SOP Instance UID, path, run, archived at) of every automated SR the index holds for the study."""
+        uri = f"{(self.data_dir / INDEX_FILE).resolve().as_uri()}?mode=ro"
+        with sqlite3.connect(uri, uri=True, timeout=5.0) as db:  # read only: the node owns the index
+            rows = db.execute(
+                "SELECT sop_instance_uid, path, run, created_at FROM results WHERE study_uid=? AND kind='sr' "
+                "ORDER BY run, created_at",
+                (study_uid,),
+            ).fetchall()
+        return [(str(r[0]), str(r[1]), int(r[2]), float(r[3])) for r in rows]
+
+    def earlier_runs(self, study_uid: str, automated: Dataset) -> list[EarlierRun]:
+        """The index's older ``sr`` results of the study (and predecessors it no longer holds), oldest first."""
+        current = str(automated.SOPInstanceUID)
+        try:
+            results = self._sr_results(study_uid)
+        except sqlite3.Error as exc:
+            logger.warning("earlier runs of %s not read: %s", study_uid, exc)
+            results = []
+        runs = [
+            EarlierRun(
+                uid,
+                dt.datetime.fromtimestamp(at).astimezone().strftime("%Y-%m-%d %H:%M"),
+                Path(path).name,
+                f"run {run}, superseded",
+            )
+            for uid, path, run, at in results
+            if uid != current
+        ]
+        known = {r.sop_instance_uid for r in runs}
+        runs.extend(
+            EarlierRun(uid, note="named as predecessor by the current run (not in this archive)")
+            for uid in predecessor_uids(automated)
+            if uid not in known and uid != current
+        )
+        return runs
+
+    def views(self, study_uid: str) -> list[StudyView]:
+        """Openings of the study page in the node's audit table."""
+        out = []
+        for at, event, detail in self.index.audit_trail():
+            if event != VIEW_EVENT:
+                continue
+            fields = parse_audit_text(detail)
+            if fields.get("study") == study_uid:
+                when = dt.datetime.fromtimestamp(at).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+                out.append(StudyView(fields.get("login", ""), when, fields.get("address", "")))
+        return out
 
     # -- writing ---------------------------------------------------------------
     def _destinations_for(self, automated_uid: str) -> tuple[str, ...]:

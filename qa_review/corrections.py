@@ -23,7 +23,10 @@ edges across the width, not the two caliper ends) and the group's confidence
 (the algorithm's, in what it drew); :class:`qa_review.model.Correction` lists
 them in ``dropped``.
 A region the calibration cannot support (spanning two regions, outside the
-image) is refused with the calibration's reason: nothing is invented.
+image) is refused with the calibration's reason: nothing is invented. A
+redrawn contour must lie inside the frame's tissue region (the calibration's
+``tissue_box``, where the analysis looks for nerves): one reaching into the
+scanner's text, scale or margins is refused with a sentence naming the region.
 """
 
 from __future__ import annotations
@@ -148,6 +151,21 @@ class FrameMeasurer:
         ).any():
             raise CorrectionError("the corrected region extends outside the image")
 
+    def _inside_tissue(self, px: np.ndarray, kind: str) -> None:
+        box = self.frame.calibration.tissue_box
+        # Pixel centres are integers; a vertex may sit on the outer edge of the box's border pixels.
+        inside = (
+            (px[:, 0] >= box.x0 - 0.5) & (px[:, 0] <= box.x1 + 0.5)
+            & (px[:, 1] >= box.y0 - 0.5) & (px[:, 1] <= box.y1 + 0.5)
+        )
+        if not inside.all():
+            outside = int((~inside).sum())
+            raise CorrectionError(
+                f"the corrected {kind} leaves the tissue region of the image ({outside} of {len(px)} points outside "
+                f"columns {box.x0}-{box.x1}, rows {box.y0}-{box.y1}, SCOORD {box.x0}-{box.x1 + 1}, "
+                f"{box.y0}-{box.y1 + 1}): draw it inside the ultrasound image"
+            )
+
     def _vascularity(self, mask: np.ndarray, *, nerve: bool) -> Vascularity:
         frame = self.frame
         flow = detect_colour_flow(frame.color, frame.calibration, frame.doppler, gray=frame.gray)
@@ -172,6 +190,8 @@ class FrameMeasurer:
         cal = frame.calibration
         px = np.asarray(points, dtype=np.float64) - SCOORD_OFFSET
         self._inside_image(px)
+        if kind == "contour":
+            self._inside_tissue(px, kind)
         values: dict[str, float] = {}
         try:
             if kind == "caliper":

@@ -10,6 +10,12 @@ saying who signed since and when (:func:`stale_message`).
 Each entry lists what its sign-off decided that the version before did not
 say: the findings rejected (and why) and corrected (and the values replaced),
 read from the TEXT items under Qualitative Evaluations.
+
+The page adds what lies outside the chain: the earlier automated runs of the
+study that the current one superseded (:class:`EarlierRun`: in an OUT_DIR the
+current SR's Predecessor Documents and any other automated SR file of the
+study; on a node archive the index's older ``sr`` results) and who opened the
+study page when (:class:`StudyView`, from the audit trail).
 """
 
 from __future__ import annotations
@@ -23,7 +29,48 @@ from pydicom.dataset import Dataset
 from pipeline.sr.reader import read_measurement_report
 from qa_review.codes import CORRECTED_BY_PREFIX
 
-__all__ = ["HistoryEntry", "StudyHistory", "stale_message", "study_history"]
+__all__ = ["EarlierRun", "HistoryEntry", "StudyHistory", "StudyView", "predecessor_uids", "stale_message", "study_history"]
+
+
+@dataclass(frozen=True)
+class EarlierRun:
+    """An automated SR of the study that a later run superseded.
+
+    Attributes
+    ----------
+    sop_instance_uid : str
+        The superseded SR.
+    when : str
+        ``YYYY-MM-DD HH:MM`` (its content date/time, or when the node archived it); empty when unknown.
+    where : str
+        Its file name; empty when the file is not kept here.
+    note : str
+        How it is known (``run 2``, ``named as predecessor by the current run``).
+    """
+
+    sop_instance_uid: str
+    when: str = ""
+    where: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class StudyView:
+    """One opening of the study page, from the audit trail.
+
+    Attributes
+    ----------
+    who : str
+        The login (or the loopback-only note when there is none).
+    when : str
+        ``YYYY-MM-DD HH:MM:SS``.
+    address : str
+        The client address.
+    """
+
+    who: str
+    when: str
+    address: str = ""
 
 
 @dataclass(frozen=True)
@@ -79,11 +126,17 @@ class StudyHistory:
         The latest version (the document a new sign-off starts from).
     verified : tuple of Dataset
         The verified SRs, in the order of ``entries[1:]``.
+    earlier_runs : tuple of EarlierRun
+        Automated runs of the study before the current one, oldest first.
+    views : tuple of StudyView
+        Openings of the study page, oldest first.
     """
 
     entries: tuple[HistoryEntry, ...]
     current: Dataset = field(compare=False, repr=False)
     verified: tuple[Dataset, ...] = field(default=(), compare=False, repr=False)
+    earlier_runs: tuple[EarlierRun, ...] = ()
+    views: tuple[StudyView, ...] = ()
 
     @property
     def current_uid(self) -> str:
@@ -126,6 +179,11 @@ def _notes(ds: Dataset) -> list[str]:
         return [n.value for n in read_measurement_report(ds).notes]
     except Exception:  # noqa: BLE001 - an unreadable report has no notes to show
         return []
+
+
+def predecessor_uids(ds: Dataset) -> tuple[str, ...]:
+    """The SOP Instance UIDs of a document's Predecessor Documents Sequence."""
+    return _predecessor_uids(ds)
 
 
 def _predecessor_uids(ds: Dataset) -> tuple[str, ...]:

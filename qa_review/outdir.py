@@ -32,11 +32,12 @@ from pipeline.batch.overlays import overlay_rel_path
 from pipeline.filenames import uid_file_name
 from pipeline.sr.sop import report_file_name
 from qa_review.audit import AUDIT_FILE, JsonlAudit
+from qa_review.history import EarlierRun, StudyView, predecessor_uids
 from qa_review.model import FrameInfo, StudyDetail, StudyStatus, StudySummary
 from qa_review.render import RenderError, render_overlay_png
 from qa_review.reportcache import ReportCache
 from qa_review.sidecar import Sidecar, load_sidecar
-from qa_review.source import Published
+from qa_review.source import VIEW_EVENT, Published
 from qa_review.sourceinfo import source_frame_info
 from qa_review.studyview import frame_views, merge_info, study_summary, verified_report
 
@@ -233,6 +234,37 @@ class OutDirSource:
     def verified_of(self, study_uid: str, automated_uid: str) -> list[Dataset]:
         files = self._files().get(study_uid)
         return [ds for _, ds in self._verified_for(files, automated_uid)] if files is not None else []
+
+    def earlier_runs(self, study_uid: str, automated: Dataset) -> list[EarlierRun]:
+        """The current SR's Predecessor Documents and any other automated SR file of the study, oldest first."""
+        current = str(automated.SOPInstanceUID)
+        files = self._files().get(study_uid, _StudyFiles())
+        kept: dict[str, tuple[Path, Dataset]] = {}
+        for path in files.automated:
+            ds = self._cache.header(path)
+            if ds is not None and str(ds.SOPInstanceUID) != current:
+                kept[str(ds.SOPInstanceUID)] = (path, ds)
+        runs = []
+        named = predecessor_uids(automated)
+        for uid in dict.fromkeys([*named, *kept]):
+            path_ds = kept.get(uid)
+            when = ""
+            if path_ds is not None:
+                ds = path_ds[1]
+                d = f"{ds.get('ContentDate', '')}{ds.get('ContentTime', '')}"
+                when = f"{d[:4]}-{d[4:6]}-{d[6:8]} {d[8:10]}:{d[10:12]}" if len(d) >= 12 else d
+            note = "named as predecessor by the current run" if uid in named else "another automated SR file of the study"
+            runs.append(EarlierRun(uid, when, path_ds[0].name if path_ds else "", note))
+        return sorted(runs, key=lambda r: (r.when == "", r.when))
+
+    def views(self, study_uid: str) -> list[StudyView]:
+        """Openings of the study page in ``audit.jsonl``."""
+        out = []
+        for event in self._audit.events():
+            if event.get("event") == VIEW_EVENT and event.get("study") == study_uid:
+                at = str(event.get("at", ""))
+                out.append(StudyView(str(event.get("login", "")), at[:19].replace("T", " "), str(event.get("address", ""))))
+        return out
 
     # -- overlays --------------------------------------------------------------
     def _overlay_file(self, study_uid: str, sop: str, frame: int, side: Sidecar) -> Path | None:

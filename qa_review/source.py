@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
 from pydicom.dataset import Dataset
 
+from qa_review.history import EarlierRun, StudyView
 from qa_review.model import StudyDetail, StudySummary
 
-__all__ = ["Published", "ReviewSource", "audit_text"]
+__all__ = ["VIEW_EVENT", "Published", "ReviewSource", "audit_text", "parse_audit_text"]
+
+#: The audit event of one opening of a study page.
+VIEW_EVENT = "review_opened"
+_PAIR = re.compile(r'(\w+)=("(?:[^"\\]|\\.)*"|\S*)')
 
 
 @dataclass(frozen=True)
@@ -63,6 +69,12 @@ class ReviewSource(Protocol):
     def audit(self, event: str, fields: Mapping[str, object]) -> None:
         """Append to the audit trail."""
 
+    def earlier_runs(self, study_uid: str, automated: Dataset) -> list[EarlierRun]:
+        """Automated SRs of the study that ``automated`` (the current one) superseded, oldest first."""
+
+    def views(self, study_uid: str) -> list[StudyView]:
+        """Every opening of the study's page in the audit trail (:data:`VIEW_EVENT`), oldest first."""
+
 
 def audit_text(fields: Mapping[str, object]) -> str:
     """``key=value`` pairs; values with spaces or quotes are double-quoted (JSON style)."""
@@ -73,3 +85,16 @@ def audit_text(fields: Mapping[str, object]) -> str:
             text = json.dumps(text, ensure_ascii=False)
         parts.append(f"{key}={text}")
     return " ".join(parts)
+
+
+def parse_audit_text(text: str) -> dict[str, str]:
+    """The fields of :func:`audit_text` (double-quoted values decoded)."""
+    out: dict[str, str] = {}
+    for key, value in _PAIR.findall(text):
+        if value.startswith('"'):
+            try:
+                value = json.loads(value)
+            except ValueError:
+                value = value.strip('"')
+        out[key] = value
+    return out

@@ -14,7 +14,15 @@ one decision per finding (measurement group):
   the group gets a person observer context (TID 1002 / TID 1003: Observer
   Type Person, Person Observer Name, organisation) by HAS OBS CONTEXT, and a
   TEXT item (local code CORRECTED) naming who corrected it and the automated
-  values it replaced; the same line goes under Qualitative Evaluations.
+  values it replaced; the same line goes under Qualitative Evaluations. Each
+  corrected value is judged again against the reference tables (its Normality,
+  Normal Range and z-score replaced; none, with the reason, without a
+  reference: :func:`qa_review.reread.reflag_group`).
+
+After a rejection or correction of an image finding the study-level groups
+(TID 1501: ratio, ΔCSA, right minus left, sites enlarged) are recomputed from
+the accepted and corrected values (:func:`qa_review.reread.recompute_study_findings`),
+a study finding the reviewer rejected staying out; a Comment says what changed.
 
 The document then gets Verification Flag VERIFIED with the Verifying Observer
 Sequence (name, organisation, date/time), Completion Flag COMPLETE,
@@ -45,7 +53,8 @@ from pipeline.sr.walk import item_key
 from qa_review import codes
 from qa_review.findings import findings_of
 from qa_review.items import GroupSlot, ReviewableReport, is_confidence, reviewable_report
-from qa_review.model import FindingDecision, SignOff
+from qa_review.model import Finding, FindingDecision, SignOff
+from qa_review.reread import ReferenceContext, recompute_study_findings, reflag_group
 
 __all__ = [
     "PARTIAL_NOTE",
@@ -148,8 +157,13 @@ def _observer_context(reviewer: str, organisation: str) -> list[Dataset]:
 
 
 def _apply_correction(
-    reviewable: ReviewableReport, decision: FindingDecision, signoff: SignOff, label: str, kind: str
+    reviewable: ReviewableReport,
+    decision: FindingDecision,
+    signoff: SignOff,
+    finding: Finding,
+    reference: ReferenceContext,
 ) -> None:
+    label, kind = finding.label, finding.kind
     correction = decision.correction
     if correction is None:
         raise VerificationError(f"finding {decision.finding_id}: a correction needs the corrected region")
@@ -168,6 +182,10 @@ def _apply_correction(
         else:
             _set_number(item, new[m.label])
     _set_region(slot, correction.points, closed=kind != "caliper")
+    # The corrected values judged again: their old Normality / Normal Range / z-score would not fit them.
+    reflag_group(
+        slot.group, reviewable.report.groups[index], slot.measurements, new, reference, finding.sop_instance_uid
+    )
     content = slot.group.ContentSequence
     for item in [i for i in content if _key(i) in _PERSON_CONTEXT]:  # an earlier corrector's context
         _remove(content, item)
@@ -182,6 +200,11 @@ def _apply_correction(
             relationship_type=hd.sr.RelationshipTypeValues.CONTAINS,
         )
     )
+
+
+def _is_study_level(reviewable: ReviewableReport, finding_id: str) -> bool:
+    group = reviewable.report.groups[_group_index(finding_id)]
+    return bool(group.measurements) and not group.images and not group.regions
 
 
 def _drop_rejected(reviewable: ReviewableReport, signoff: SignOff) -> None:
@@ -273,6 +296,7 @@ def build_verified_report(
     sop_instance_uid: str | None = None,
     series_instance_uid: str | None = None,
     instance_number: int = 1,
+    reference: ReferenceContext | None = None,
 ) -> Dataset:
     """The verified SR for ``signoff``.
 
@@ -295,6 +319,12 @@ def build_verified_report(
         Generated when not given.
     instance_number : int
         Instance Number in the verified series.
+    reference : ReferenceContext, optional
+        The reference tables (and preset, source headers) the corrected values are
+        judged against and the study findings recomputed with after a rejection or
+        correction (:mod:`qa_review.reread`). Without it (or without tables) a
+        corrected value carries no normality, saying why, and study findings whose
+        inputs changed are removed, saying so: nothing stale is kept.
 
     Returns
     -------
@@ -309,6 +339,7 @@ def build_verified_report(
         correction does not fit its finding.
     """
     base = automated if base is None else base
+    reference = reference if reference is not None else ReferenceContext(None)
     if str(automated.get("SOPInstanceUID", "")) != signoff.automated_sr_uid:
         raise VerificationError("the sign-off is for another SR document")
     if signoff.base_uid and str(base.get("SOPInstanceUID", "")) != signoff.base_uid:
@@ -329,8 +360,18 @@ def build_verified_report(
         finding = findings[decision.finding_id]
         if not finding.correctable:
             raise VerificationError(f"finding {finding.id} has no region that can be corrected")
-        _apply_correction(reviewable, decision, signoff, finding.label, finding.kind)
+        _apply_correction(reviewable, decision, signoff, finding, reference)
     _drop_rejected(reviewable, signoff)
+    study_level = {f.id for f in findings.values() if f.kind == "values" and _is_study_level(reviewable, f.id)}
+    changed = [d for d in (*signoff.rejected, *signoff.corrected) if d.finding_id not in study_level]
+    if changed:
+        rejected_uids = [findings[d.finding_id].tracking_uid for d in signoff.rejected if d.finding_id in study_level]
+        note = recompute_study_findings(
+            document, reviewable_report(document), signoff.study_uid, reference.tables,
+            rejected_tracking_uids=rejected_uids,
+        )
+        if note:
+            texts.append(_text(codes.COMMENT, f"{note} (by {signoff.reviewer})"))
     _drop_empty_measurements_container(document)
     _add_evaluations(document, texts)
 

@@ -221,8 +221,12 @@ def test_browser_reviews_rejects_one_measurement_and_signs_off(out_dir, tmp_path
     assert rejected_id == "g1"
     contour = [(g.tracking_uid, m.label, m.value) for g, m in before.all_measurements() if g is before.groups[0]]
     assert len(contour) >= 5  # area, perimeter, axes, echogenicity: one finding
-    assert _values(verified) == _values(automated) - Counter(contour)
+    # The study finding derived from it (sites enlarged, the contour its only input) is recomputed without it: gone.
+    derived = [(g.tracking_uid, m.label, m.value) for g, m in before.all_measurements()
+               if g is not None and not g.images and m.label == "Nerve sites enlarged"]
+    assert _values(verified) == _values(automated) - Counter(contour) - Counter(derived)
     notes = [n.value for n in report.notes]
+    assert any("study findings recomputed" in n and "removed" in n for n in notes)
     assert any(n.startswith("rejected by QA^Tester: nerve contour") and "contour or caliper misplaced" in n
                and "contour includes the vessel wall" in n for n in notes)
     assert "reviewed by the browser test" in notes

@@ -12,6 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
+from mskus.settings import add_reference_options, reference_settings
 from pipeline.errors import UsageError
 
 __all__ = ["DEFAULT_PORT", "configure_parser", "run"]
@@ -47,6 +48,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--destination", action="append", metavar="AET@HOST:PORT",
         help="with --archive: where verified SRs go (repeatable; overrides --config)",
     )
+    add_reference_options(parser)  # corrected values are judged, and study findings recomputed, with these
     parser.add_argument(
         "--hash-password", action="store_true",
         help="read a password (prompt, or one line on stdin), print its hash for the users file and exit",
@@ -112,12 +114,15 @@ def run(args: argparse.Namespace) -> int:
     loopback = is_loopback(args.bind)
     if not loopback and users is None:
         raise UsageError(f"refusing to listen on {args.bind} beyond loopback without a login: give --users FILE")
+    settings = reference_settings(args)  # read once, here; qa_review never reads a table file
     source = _source(args)
     app = create_app(
         source,
         users=users,
         organisation=args.organisation,
         allowed_hosts=LOOPBACK_NAMES if loopback else None,
+        reference=settings.reference,
+        preset=settings.preset,
     )
     try:
         server = make_review_server(app, args.bind, args.port)

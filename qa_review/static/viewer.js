@@ -116,7 +116,7 @@
       .then(function (res) {
         if (res[0] !== 200) { preview.textContent = "cannot be measured: " + res[1].error; preview.className = "preview error-text"; return; }
         preview.className = "preview";
-        preview.textContent = "recomputed: " + res[1].values.map(function (v) { return v.name + " " + v.text + " " + (v.unit === "1" ? "" : v.unit); }).join(", ");
+        preview.textContent = "recomputed: " + res[1].values.map(function (v) { return v.name + " " + v.text + " " + (v.unit === "1" ? "" : v.unit) + (v.flag ? " (" + v.flag + ")" : ""); }).join(", ");
         res[1].values.forEach(function (v) {
           var cell = box.querySelector('td[data-name="' + v.name + '"]');
           if (cell) cell.setAttribute("data-corrected", v.text);
