@@ -151,7 +151,7 @@ def write_study_outputs(
     settings : RunSettings
         Analysis and output settings (fingerprint, pseudonymisation).
     overlay_files : tuple of str
-        Overlays written for this study (relative to ``out_dir``).
+        Overlays and key images written for this study (relative to ``out_dir``).
     report : Dataset, optional
         The study's SR when the caller built it already (the node, which
         numbers its versions); else it is built here with UIDs derived from
