@@ -105,90 +105,86 @@ def walk_inputs(
         file or folder was not walked.
     """
     given = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
-    root = display_root(given)
-    excluded = {os.path.realpath(p) for p in exclude}
-    seen_dirs: dict[tuple[int, int], str] = {}
-    seen_files: dict[tuple[int, int], str] = {}
+    walk = _Walk(display_root(given), {os.path.realpath(p) for p in exclude})
     for raw in given:
         path = Path(os.path.abspath(raw))
-        rel = _rel(root, path) if path != root else "."
+        found, folder = walk.entry(path, is_link=path.is_symlink(), ancestors=(), named=True)
+        if found is not None:
+            yield found
+        if folder is not None:
+            yield from walk.folder(*folder)
+    logger.debug("walked %s: %d folders, %d files", walk.root, len(walk.seen_dirs), len(walk.seen_files))
+
+
+_Key = tuple[int, int]
+
+
+class _Walk:
+    """One walk's state: the naming root, excluded folders, and every folder and file seen (by device and inode)."""
+
+    def __init__(self, root: Path, excluded: set[str]) -> None:
+        self.root = root
+        self.excluded = excluded
+        self.seen_dirs: dict[_Key, str] = {}
+        self.seen_files: dict[_Key, str] = {}
+
+    def rel(self, path: Path) -> str:
+        return _rel(self.root, path) if path != self.root else "."
+
+    def entry(
+        self, path: Path, *, is_link: bool, ancestors: tuple[_Key, ...], named: bool = False
+    ) -> tuple[InputFile | ErrorRow | None, tuple[Path, tuple[_Key, ...]] | None]:
+        """What ``path`` is: an input or a problem to report, and/or a folder to walk (with its ancestry).
+
+        ``named``: given on the command line (a missing one is "not found";
+        the output folder is never skipped silently then).
+        """
+        rel = self.rel(path)
         try:
-            st = os.stat(path)
+            st = os.stat(path)  # follows links
         except OSError as exc:
-            yield _link_problem(rel, exc) if path.is_symlink() else ErrorRow(
-                rel, "not_found" if isinstance(exc, FileNotFoundError) else "unreadable",
-                "no such file or folder" if isinstance(exc, FileNotFoundError) else f"cannot read: {exc.strerror or exc}",
-            )
-            continue
+            if is_link:
+                return _link_problem(rel, exc), None
+            if named and isinstance(exc, FileNotFoundError):
+                return ErrorRow(rel, "not_found", "no such file or folder"), None
+            return ErrorRow(rel, "unreadable", f"cannot read: {exc.strerror or exc}"), None
         key = (st.st_dev, st.st_ino)
         if stat.S_ISDIR(st.st_mode):
-            if key in seen_dirs:
-                yield ErrorRow(rel, "duplicate", f"folder already walked as {seen_dirs[key]}; skipped")
-                continue
-            seen_dirs[key] = rel
-            yield from _walk_folder(root, path, key, seen_dirs, seen_files, excluded)
-        elif stat.S_ISREG(st.st_mode):
-            if key in seen_files:
-                yield ErrorRow(rel, "duplicate", f"same file as {seen_files[key]}; analysed once")
-                continue
-            seen_files[key] = rel
-            yield InputFile(path=str(path), rel=rel, size=st.st_size, mtime_ns=st.st_mtime_ns)
-        else:
-            yield ErrorRow(rel, "not_a_file", "not a regular file (device, pipe or socket); skipped")
-    logger.debug("walked %s: %d folders, %d files", root, len(seen_dirs), len(seen_files))
+            if not named and os.path.realpath(path) in self.excluded:
+                return None, None
+            if key in ancestors:
+                target = self.seen_dirs.get(key, "?")
+                return ErrorRow(rel, "symlink_loop", f"symbolic link loop: points back to its parent folder {target}"), None
+            if key in self.seen_dirs:
+                return ErrorRow(rel, "duplicate", f"folder already walked as {self.seen_dirs[key]}; skipped"), None
+            self.seen_dirs[key] = rel
+            return None, (path, (*ancestors, key))
+        if stat.S_ISREG(st.st_mode):
+            if key in self.seen_files:
+                return ErrorRow(rel, "duplicate", f"same file as {self.seen_files[key]}; analysed once"), None
+            self.seen_files[key] = rel
+            return InputFile(path=str(path), rel=rel, size=st.st_size, mtime_ns=st.st_mtime_ns), None
+        return ErrorRow(rel, "not_a_file", "not a regular file (device, pipe or socket); skipped"), None
 
-
-def _walk_folder(
-    root: Path,
-    top: Path,
-    top_key: tuple[int, int],
-    seen_dirs: dict[tuple[int, int], str],
-    seen_files: dict[tuple[int, int], str],
-    excluded: set[str],
-) -> Iterator[InputFile | ErrorRow]:
-    # Depth-first, each folder with the (dev, inode) chain of its ancestors.
-    stack: list[tuple[Path, tuple[tuple[int, int], ...]]] = [(top, (top_key,))]
-    while stack:
-        folder, ancestors = stack.pop()
-        try:
-            with os.scandir(folder) as scan:
-                # Real entries before links, so a link (not the original) is the duplicate.
-                entries = sorted(scan, key=lambda e: (e.is_symlink(), e.name))
-        except OSError as exc:
-            yield ErrorRow(_rel(root, folder) if folder != root else ".", "unreadable_folder", f"cannot read folder: {exc.strerror or exc}")
-            continue
-        subfolders: list[tuple[Path, tuple[tuple[int, int], ...]]] = []
-        for entry in entries:
-            if entry.name.startswith(".") or entry.name in _SKIPPED_NAMES:
-                continue
-            path = Path(entry.path)
-            rel = _rel(root, path)
+    def folder(self, top: Path, ancestors: tuple[_Key, ...]) -> Iterator[InputFile | ErrorRow]:
+        """Depth-first walk below ``top`` (each folder sorted), each folder with the chain of its ancestors."""
+        stack: list[tuple[Path, tuple[_Key, ...]]] = [(top, ancestors)]
+        while stack:
+            folder, chain = stack.pop()
             try:
-                st = os.stat(path)  # follows links
+                with os.scandir(folder) as scan:
+                    # Real entries before links, so a link (not the original) is the duplicate.
+                    entries = sorted(scan, key=lambda e: (e.is_symlink(), e.name))
             except OSError as exc:
-                yield _link_problem(rel, exc) if entry.is_symlink() else ErrorRow(
-                    rel, "unreadable", f"cannot read: {exc.strerror or exc}"
-                )
+                yield ErrorRow(self.rel(folder), "unreadable_folder", f"cannot read folder: {exc.strerror or exc}")
                 continue
-            key = (st.st_dev, st.st_ino)
-            if stat.S_ISDIR(st.st_mode):
-                if os.path.realpath(path) in excluded:
+            subfolders: list[tuple[Path, tuple[_Key, ...]]] = []
+            for item in entries:
+                if item.name.startswith(".") or item.name in _SKIPPED_NAMES:
                     continue
-                if key in ancestors:
-                    target = seen_dirs.get(key, "?")
-                    yield ErrorRow(rel, "symlink_loop", f"symbolic link loop: points back to its parent folder {target}")
-                    continue
-                if key in seen_dirs:
-                    yield ErrorRow(rel, "duplicate", f"folder already walked as {seen_dirs[key]}; skipped")
-                    continue
-                seen_dirs[key] = rel
-                subfolders.append((path, (*ancestors, key)))
-            elif stat.S_ISREG(st.st_mode):
-                if key in seen_files:
-                    yield ErrorRow(rel, "duplicate", f"same file as {seen_files[key]}; analysed once")
-                    continue
-                seen_files[key] = rel
-                yield InputFile(path=str(path), rel=rel, size=st.st_size, mtime_ns=st.st_mtime_ns)
-            else:
-                yield ErrorRow(rel, "not_a_file", "not a regular file (device, pipe or socket); skipped")
-        stack.extend(reversed(subfolders))
+                found, sub = self.entry(Path(item.path), is_link=item.is_symlink(), ancestors=chain)
+                if found is not None:
+                    yield found
+                if sub is not None:
+                    subfolders.append(sub)
+            stack.extend(reversed(subfolders))
