@@ -25,7 +25,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pipeline.errors import UsageError
 from pipeline.resources import shipped_config, shipped_model
@@ -36,6 +36,7 @@ __all__ = [
     "DEFAULT_SEGMENTATION_CONFIG",
     "KINDS",
     "BoundarySpec",
+    "PinnedModelSpec",
     "ClassicalFallbackSegmenter",
     "ModelMismatchError",
     "SegmentationConfig",
@@ -249,17 +250,16 @@ class ModelMismatchError(RuntimeError):
 
 
 @dataclass(frozen=True)
-class SegmenterSpec:
-    """A segmenter choice that travels to another process or machine (``mskus batch`` workers).
+class PinnedModelSpec:
+    """A model-based choice that travels to another process or machine, its model pinned by SHA-256.
 
-    Build it where the run is set up (:meth:`from_config`); every worker then
-    builds the same segmenter with :meth:`build`, whatever its own
-    ``configs/segmentation.yaml`` or environment says.
+    What :class:`SegmenterSpec` (nerve) and :class:`BoundarySpec` (muscle)
+    share; each builds its own kind of object.
 
     Attributes
     ----------
     kind : str
-        ``classical``, ``learned`` or ``auto``.
+        ``classical`` or a model-based kind.
     model : str
         The ONNX file: a shipped model by its file name, so that a worker
         finds its own copy; any other by its absolute path ('' for classical).
@@ -268,7 +268,7 @@ class SegmenterSpec:
         was no usable model there (then every worker uses the classical
         fallback too, with the same note).
     parameters : str
-        ``learned`` and ``auto`` overrides as canonical JSON.
+        Settings overrides as canonical JSON.
     unavailable : str
         Why the model could not be used where the run was set up ('' when it could).
     """
@@ -278,6 +278,37 @@ class SegmenterSpec:
     model_sha256: str = ""
     parameters: str = "{}"
     unavailable: str = ""
+
+    #: How logs and manifests name the classical method (also the stand-in for an unusable model).
+    CLASSICAL: ClassVar[str] = "classical"
+
+    @property
+    def key(self) -> str:
+        """What of the choice changes results (for run fingerprints)."""
+        return json.dumps(
+            {"kind": self.kind, "model_sha256": self.model_sha256, "parameters": self.parameters},
+            sort_keys=True,
+        )
+
+    def describe(self) -> str:
+        """One line for logs and manifests."""
+        if self.kind == "classical":
+            return self.CLASSICAL
+        if self.unavailable:
+            return f"{self.kind} unavailable ({self.unavailable}): {self.CLASSICAL} used"
+        return f"{self.kind} {self.model} sha256:{self.model_sha256[:12]}"
+
+
+@dataclass(frozen=True)
+class SegmenterSpec(PinnedModelSpec):
+    """A nerve segmenter choice that travels to another process or machine (``mskus batch`` workers).
+
+    Build it where the run is set up (:meth:`from_config`); every worker then
+    builds the same segmenter with :meth:`build`, whatever its own
+    ``configs/segmentation.yaml`` or environment says. ``kind`` is
+    ``classical``, ``learned`` or ``auto``; ``parameters`` hold the
+    ``learned`` and ``auto`` overrides (see :class:`PinnedModelSpec`).
+    """
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -295,22 +326,6 @@ class SegmenterSpec:
         if isinstance(probe, ClassicalFallbackSegmenter):
             return cls(cfg.segmenter, _display(path), "", parameters, probe.reason)
         return cls(cfg.segmenter, _display(path), probe.net.sha256, parameters)  # type: ignore[attr-defined]
-
-    @property
-    def key(self) -> str:
-        """What of the choice changes results (for run fingerprints)."""
-        return json.dumps(
-            {"kind": self.kind, "model_sha256": self.model_sha256, "parameters": self.parameters},
-            sort_keys=True,
-        )
-
-    def describe(self) -> str:
-        """One line for logs and manifests."""
-        if self.kind == "classical":
-            return "classical"
-        if self.unavailable:
-            return f"{self.kind} unavailable ({self.unavailable}): classical used"
-        return f"{self.kind} {self.model} sha256:{self.model_sha256[:12]}"
 
     def build(self) -> NerveSegmenter:
         """The segmenter this spec describes.
@@ -438,32 +453,16 @@ def make_boundary_finder(
 
 
 @dataclass(frozen=True)
-class BoundarySpec:
+class BoundarySpec(PinnedModelSpec):
     """A muscle boundary finder choice that travels to another process or machine.
 
     Like :class:`SegmenterSpec`: made where the run is set up
     (:meth:`from_config`), built the same everywhere (:meth:`build`), the
-    model pinned by its SHA-256.
-
-    Attributes
-    ----------
-    kind : str
-        ``learned`` or ``classical``.
-    model : str
-        The aponeurosis ONNX file (a shipped model by its name; '' for classical).
-    model_sha256 : str
-        Its SHA-256 where the run was set up ('' when unusable there).
-    parameters : str
-        ``learned`` overrides as canonical JSON.
-    unavailable : str
-        Why the learned finder could not be used where the run was set up.
+    model pinned by its SHA-256. ``kind`` is ``learned`` or ``classical``;
+    ``parameters`` hold the ``learned`` overrides.
     """
 
-    kind: str = "classical"
-    model: str = ""
-    model_sha256: str = ""
-    parameters: str = "{}"
-    unavailable: str = ""
+    CLASSICAL: ClassVar[str] = "classical band search"
 
     def __post_init__(self) -> None:
         if self.kind not in MUSCLE_KINDS:
@@ -483,19 +482,6 @@ class BoundarySpec:
             reason = probe.fallback_note.removeprefix("learned finder unavailable: ")
             return cls("learned", _display(Path(cfg.model)), "", parameters, reason)
         return cls("learned", _display(Path(cfg.model)), probe.net.sha256, parameters)
-
-    @property
-    def key(self) -> str:
-        """What of the choice changes results (for run fingerprints)."""
-        return json.dumps({"kind": self.kind, "model_sha256": self.model_sha256, "parameters": self.parameters}, sort_keys=True)
-
-    def describe(self) -> str:
-        """One line for logs and manifests."""
-        if self.kind == "classical":
-            return "classical band search"
-        if self.unavailable:
-            return f"learned unavailable ({self.unavailable}): classical band search used"
-        return f"learned {self.model} sha256:{self.model_sha256[:12]}"
 
     def build(self) -> Any:
         """The boundary finder this spec describes.
