@@ -16,7 +16,7 @@ import numpy as np
 import pydicom
 
 from pipeline.errors import MskusInputError
-from pipeline.loading import load_ultrasound
+from pipeline.loading import UltrasoundFrame, load_ultrasound
 
 __all__ = ["FrameImageError", "frame_count", "source_frame_png"]
 
@@ -38,6 +38,21 @@ def frame_count(path: str) -> int:
         return 1
 
 
+def source_frame(path: str, frame_number: int) -> UltrasoundFrame:
+    """Frame ``frame_number`` (1-based) of the image at ``path``, decoded alone.
+
+    Raises
+    ------
+    FrameImageError
+        Missing or unloadable file, no such frame.
+    """
+    try:
+        image = load_ultrasound(path)
+        return next(image.iter_frames([frame_number - 1]))
+    except (MskusInputError, OSError, IndexError, StopIteration) as exc:
+        raise FrameImageError(f"cannot draw frame {frame_number} of {path}: {exc}") from None
+
+
 @functools.lru_cache(maxsize=64)
 def source_frame_png(path: str, frame_number: int) -> bytes:
     """Frame ``frame_number`` (1-based) of the image at ``path`` as a PNG, as displayed (RGB or gray).
@@ -47,11 +62,7 @@ def source_frame_png(path: str, frame_number: int) -> bytes:
     FrameImageError
         Missing or unloadable file, no such frame.
     """
-    try:
-        image = load_ultrasound(path)
-        frame = next(image.iter_frames([frame_number - 1]))
-    except (MskusInputError, OSError, IndexError, StopIteration) as exc:
-        raise FrameImageError(f"cannot draw frame {frame_number} of {path}: {exc}") from None
+    frame = source_frame(path, frame_number)
     pixels = frame.color[..., ::-1] if frame.color is not None else frame.gray
     ok, encoded = cv2.imencode(".png", np.ascontiguousarray(pixels))
     if not ok:

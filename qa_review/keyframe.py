@@ -12,8 +12,7 @@ import functools
 import cv2
 import numpy as np
 
-from pipeline.errors import MskusInputError
-from pipeline.loading import load_ultrasound
+from qa_review.frames import FrameImageError, source_frame
 
 __all__ = ["KeyFrameError", "event_key_frame_png"]
 
@@ -36,10 +35,9 @@ def event_key_frame_png(path: str, frame_number: int, x_px: float, y_px: float, 
         Missing or unloadable file, no such frame.
     """
     try:
-        image = load_ultrasound(path)
-        frame = next(image.iter_frames([frame_number - 1]))
-    except (MskusInputError, OSError, IndexError, StopIteration) as exc:
-        raise KeyFrameError(f"cannot draw frame {frame_number} of {path}: {exc}") from None
+        frame = source_frame(path, frame_number)
+    except FrameImageError as exc:
+        raise KeyFrameError(str(exc)) from None
     base = frame.color[..., ::-1] if frame.color is not None else cv2.cvtColor(frame.gray, cv2.COLOR_GRAY2BGR)
     canvas = np.ascontiguousarray(base).copy()
     scale = 1 << _SHIFT
