@@ -5,7 +5,7 @@ MONOCHROME2, about 300 KB each, 20 studies) are sent in one association by
 DCMTK ``storescu`` to each receiver, on 127.0.0.1:
 
 - ``node``: the node as ``mskus serve`` runs it (:func:`run_node`), shipped settings (fsync of file and
-  folder, SQLite index, before Success); timed once its analysis worker has started, as in service;
+  folder before Success, SQLite index row on the indexer thread); timed once its analysis worker has started, as in service;
 - ``bare_fsync``: a bare pynetdicom SCP that writes each instance and fsyncs the file and its folder
   before Success (the durability the node promises, nothing else);
 - ``bare``: the same bare SCP without fsync;
@@ -679,8 +679,8 @@ def main(argv: list[str] | None = None) -> int:
         notes=(
             "one storescu association per run, all files; wall time of storescu from start to exit",
             "node and bare SCPs: pynetdicom, max PDU unlimited; orthanc and storescp: their default max PDU (16 KB)",
-            "durability: node fsyncs file and folder and commits its index row (not synced: rebuilt from the inbox "
-            "after a crash) before Success; bare_fsync fsyncs file and folder; orthanc fdatasyncs each file, "
+            "durability: node fsyncs file and folder before Success, its index row follows on the indexer thread "
+            "(not synced: rebuilt from the inbox after a crash); bare_fsync fsyncs file and folder; orthanc fdatasyncs each file, "
             "written in place under its final name (SyncStorageArea; no rename, no folder fsync: strace), with its index "
             "at SQLite synchronous=NORMAL; bare and storescp do not fsync",
             "node runs are timed once the node's analysis worker process has started (mskus serve starts it at once)",

@@ -2,8 +2,8 @@
 
 Behaviour hangs on explicit handlers (``evt.EVT_C_STORE`` and friends).
 The C-STORE handler does no analysis: it checks the header, writes the
-instance durably, records it in the index and queues the study, then
-returns Success. Every refusal carries a one-line Error Comment and a log
+instance durably and returns Success; the instance's index row (which
+queues its study) follows on the indexer's thread (:mod:`dicom_node.indexer`). Every refusal carries a one-line Error Comment and a log
 line.
 """
 
@@ -14,7 +14,6 @@ import logging
 import socket
 import struct
 import time
-import warnings
 from io import BytesIO
 from typing import cast
 
@@ -24,10 +23,12 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.pdu_primitives import A_ASSOCIATE
 
 from dicom_node.config import NodeConfig
-from dicom_node.index import NodeIndex, StoredInstance
+from dicom_node.index import NodeIndex
+from dicom_node.indexer import InstanceIndexer, StoreReceipt
+from dicom_node.instance_checks import parse_completely
 from dicom_node.logsafe import escape, install
 from dicom_node.metrics import NodeMetrics
-from dicom_node.storage import DurableStore, PreparedWrite
+from dicom_node.storage import DurableStore
 from pipeline.errors import MskusInputError
 from pipeline.loading import validate_dataset
 
@@ -87,11 +88,20 @@ def _peer(event: evt.Event) -> tuple[str, str]:
 class NodeHandlers:
     """The node's handlers, bound to its config, store and index."""
 
-    def __init__(self, config: NodeConfig, store: DurableStore, index: NodeIndex, metrics: NodeMetrics | None = None) -> None:
+    def __init__(
+        self,
+        config: NodeConfig,
+        store: DurableStore,
+        index: NodeIndex,
+        metrics: NodeMetrics | None = None,
+        indexer: InstanceIndexer | None = None,
+    ) -> None:
         self.config = config
         self.store = store
         self.index = index
         self.metrics = metrics or NodeMetrics()
+        #: Writes the rows of stored instances; one not started writes them before Success.
+        self.indexer = indexer or InstanceIndexer(index, self.metrics)
 
     def bindings(self) -> list[evt.EventHandlerType]:
         return [
@@ -174,12 +184,11 @@ class NodeHandlers:
         return STATUS["success"]
 
     def on_store(self, event: evt.Event) -> int | Dataset:
-        """Check, durably store and index one instance; Success only once its file and folder are fsync'd.
+        """Check and durably store one instance; Success only once its file and folder are fsync'd.
 
-        The bytes go to a temporary file on a helper thread at once
-        (:meth:`~dicom_node.storage.DurableStore.prepare`) while the dataset
-        is parsed and checked here; a refused or duplicate instance's
-        temporary file is removed.
+        The dataset is parsed and checked before anything is written, so a
+        refused instance costs no disk work. The index row is handed to
+        :attr:`indexer` once the file is in the inbox.
         """
         request = cast(C_STORE, event.request)
         try:
@@ -187,30 +196,20 @@ class NodeHandlers:
                            str(event.context.transfer_syntax), request)
         except (UnicodeEncodeError, struct.error):  # a UID pynetdicom's own encoder copes with differently
             data = event.encoded_dataset(include_meta=True)
-        prepared = self.store.prepare(data)
-        try:
-            return self._store(event, data, prepared)
-        finally:
-            prepared.discard()  # unless placed in the inbox
+        return self._store(event, data)
 
-    def _store(self, event: evt.Event, data: bytes, prepared: PreparedWrite) -> int | Dataset:
+    def _store(self, event: evt.Event, data: bytes) -> int | Dataset:
         calling, host = _peer(event)
         started = time.perf_counter()
         requested_sop = str(cast(C_STORE, event.request).AffectedSOPInstanceUID)
         try:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                ds = event.dataset
-                ds.file_meta = event.file_meta
-                sop_uid = str(ds.SOPInstanceUID)
-                study_uid = str(ds.StudyInstanceUID)
-                series_uid = str(ds.get("SeriesInstanceUID", ""))
-                sop_class = str(ds.SOPClassUID)
-                for _ in ds:  # parse every top-level element now, not later in a worker
-                    pass
-            truncated = [w for w in caught if "End of file" in str(w.message) or "truncat" in str(w.message).lower()]
-            if truncated:
-                raise ValueError(f"dataset is truncated: {truncated[0].message}")
+            ds = event.dataset
+            ds.file_meta = event.file_meta
+            parse_completely(ds)
+            sop_uid = str(ds.SOPInstanceUID)
+            study_uid = str(ds.StudyInstanceUID)
+            series_uid = str(ds.get("SeriesInstanceUID", ""))
+            sop_class = str(ds.SOPClassUID)
         except Exception as exc:  # malformed bytes from the network: answer, keep serving
             reason = f"cannot decode dataset: {exc}"
             logger.warning("event=store_refused calling_ae=%s sop=%s status=0xC210 reason=%s", calling, requested_sop, reason)
@@ -232,34 +231,31 @@ class NodeHandlers:
             self.index.audit("store_refused", f"calling_ae={escape(calling)} sop={escape(sop_uid)} reason={escape(problem)}")
             self.metrics.inc("mskus_instances_refused_total", reason=code)
             return _status(STATUS["does_not_match_sop_class"], problem)
-        digest = hashlib.sha256(data).hexdigest()
-        existing = self.index.instance(sop_uid)
-        if existing is not None and existing.sha256 == digest:
-            logger.info("event=store_duplicate calling_ae=%s sop=%s study=%s", calling, sop_uid, study_uid)
-            return STATUS["success"]
         try:
-            path = self.store.store_instance(study_uid, sop_uid, data, prepared=prepared)  # fsync'd file and folder
-            stored = StoredInstance(sop_uid, sop_class, study_uid, series_uid, str(path), digest)
-            # The row need not wait for the disk: after a crash the node indexes the inbox file again
-            # (StorageNode.reconcile_inbox), so one fsync less per instance costs no durability.
-            self.index.record_instance(
-                stored, calling, sync=False,
-                audit=("instance_received",
-                       f"calling_ae={escape(calling)} host={host} sop={escape(sop_uid)} study={escape(study_uid)}"),
-            )
+            existing = self.index.instance(sop_uid)
+        except Exception:  # the lookup only spares a second write of the same bytes: store them anyway
+            existing = None
+        digest: str | None = None  # hashed on the indexer's thread unless needed now
+        if existing is not None:
+            digest = hashlib.sha256(data).hexdigest()
+            if existing.sha256 == digest:
+                logger.info("event=store_duplicate calling_ae=%s sop=%s study=%s", calling, sop_uid, study_uid)
+                return STATUS["success"]
+        try:
+            path = self.store.store_instance(study_uid, sop_uid, data)  # fsync'd file and folder
         except OSError as exc:
             reason = f"storage unavailable: {exc.strerror or exc}"
             logger.error("event=store_failed calling_ae=%s sop=%s status=0xA700 reason=%s", calling, sop_uid, reason)
             self.metrics.inc("mskus_instances_refused_total", reason="out_of_resources")
             return _status(STATUS["out_of_resources"], reason)
-        except Exception as exc:  # e.g. sqlite3 errors: never acknowledge what is not recorded
-            reason = f"index unavailable: {exc}"
-            logger.error("event=store_failed calling_ae=%s sop=%s status=0xA700 reason=%s", calling, sop_uid, reason)
-            self.metrics.inc("mskus_instances_refused_total", reason="out_of_resources")
-            return _status(STATUS["out_of_resources"], reason)
+        # The file is durable: the index row follows on the indexer's thread, off the sender's path
+        # (after a crash the node indexes the inbox file again: StorageNode.reconcile_inbox).
+        self.indexer.submit(StoreReceipt(
+            sop_uid, sop_class, study_uid, series_uid, str(path), data, calling, host, time.time(),
+            (time.perf_counter() - started) * 1000,
+            audit=("instance_received",
+                   f"calling_ae={escape(calling)} host={host} sop={escape(sop_uid)} study={escape(study_uid)}"),
+            sha256=digest,
+        ))
         self.metrics.inc("mskus_instances_stored_total")
-        logger.info(
-            "event=store calling_ae=%s sop=%s study=%s bytes=%d ms=%.1f",
-            calling, sop_uid, study_uid, len(data), (time.perf_counter() - started) * 1000,
-        )
         return STATUS["success"]

@@ -2,7 +2,7 @@
 
 Tables
 ------
-instances  every acknowledged instance (path, hash, study) — written before Success is returned
+instances  every acknowledged instance (path, hash, study) — written just after Success (dicom_node.indexer)
 studies    per study: when the last instance arrived, processing state, run counter
 results    every SR / key image written to the archive, with the run that made it
 outbox     one row per (result, destination): attempts, next attempt time, state, last error
@@ -18,12 +18,12 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["NodeIndex", "OutboxItem", "OutboxState", "ResultRow", "StoredInstance", "StudyState", "StudyRow"]
+__all__ = ["NodeIndex", "OutboxItem", "OutboxState", "ReceivedInstance", "ResultRow", "StoredInstance", "StudyState", "StudyRow"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS instances (
@@ -95,6 +95,18 @@ class StoredInstance:
     series_uid: str
     path: str
     sha256: str
+
+
+@dataclass(frozen=True)
+class ReceivedInstance:
+    """An instance durable in the inbox, with what its index row records besides the instance."""
+
+    instance: StoredInstance
+    calling_ae: str
+    #: When it was stored (seconds since the epoch): the row's receive time and the study's last arrival.
+    received_at: float
+    #: (event, detail) of an audit row written in the same transaction.
+    audit: tuple[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -213,37 +225,62 @@ class NodeIndex:
         audit : (event, detail), optional
             An audit row written in the same transaction.
         sync : bool
-            ``False``: commit without waiting for the disk (SQLite
-            ``synchronous=NORMAL``; the row is on disk with the next synced
-            commit or checkpoint). Only for rows the node can rebuild from
-            its durable inbox file after a crash
-            (:meth:`~dicom_node.server.StorageNode.reconcile_inbox`).
+            ``False``: commit without waiting for the disk (see :meth:`record_instances`).
         """
-        now = time.time() if now is None else now
+        received = ReceivedInstance(instance, calling_ae, time.time() if now is None else now, audit)
+        return self.record_instances([received], sync=sync)[0]
+
+    def record_instances(self, received: Sequence[ReceivedInstance], *, sync: bool = True) -> list[bool]:
+        """Record (or replace) instances and mark their studies pending, in one transaction.
+
+        Parameters
+        ----------
+        received : sequence of ReceivedInstance
+            Instances already durable in the inbox, in the order they were acknowledged.
+        sync : bool
+            ``False``: commit without waiting for the disk (SQLite
+            ``synchronous=NORMAL``; the rows are on disk with the next synced
+            commit or checkpoint). Only for rows the node can rebuild from
+            their durable inbox files after a crash
+            (:meth:`~dicom_node.server.StorageNode.reconcile_inbox`).
+
+        Returns
+        -------
+        list of bool
+            Per instance, False where the index already held it with the same SHA-256.
+        """
         db = self._connect()
         if not sync:
             db.execute("PRAGMA synchronous=NORMAL")
+        changed: list[bool] = []
         try:
             with self._tx() as db:
-                old = db.execute("SELECT sha256 FROM instances WHERE sop_instance_uid=?", (instance.sop_instance_uid,)).fetchone()
-                if old is not None and old[0] == instance.sha256:
-                    return False
-                db.execute(
-                    "INSERT OR REPLACE INTO instances VALUES (?,?,?,?,?,?,?,?)",
-                    (instance.sop_instance_uid, instance.sop_class_uid, instance.study_uid, instance.series_uid,
-                     instance.path, instance.sha256, calling_ae, now),
-                )
-                db.execute(
-                    "INSERT INTO studies(study_uid, last_received_at, state, updated_at) VALUES (?,?,?,?) "
-                    "ON CONFLICT(study_uid) DO UPDATE SET last_received_at=excluded.last_received_at, "
-                    "state=CASE WHEN studies.state='processing' THEN 'processing' ELSE 'pending' END, updated_at=excluded.updated_at",
-                    (instance.study_uid, now, StudyState.PENDING.value, now),
-                )
-                if audit is not None:
-                    db.execute("INSERT INTO audit(at, event, detail) VALUES (?,?,?)", (now, *audit))
+                for item in received:
+                    changed.append(self._record(db, item))
         finally:
             if not sync:
                 db.execute("PRAGMA synchronous=FULL")
+        return changed
+
+    @staticmethod
+    def _record(db: sqlite3.Connection, item: ReceivedInstance) -> bool:
+        instance, now = item.instance, item.received_at
+        old = db.execute("SELECT sha256 FROM instances WHERE sop_instance_uid=?", (instance.sop_instance_uid,)).fetchone()
+        if old is not None and old[0] == instance.sha256:
+            return False
+        db.execute(
+            "INSERT OR REPLACE INTO instances VALUES (?,?,?,?,?,?,?,?)",
+            (instance.sop_instance_uid, instance.sop_class_uid, instance.study_uid, instance.series_uid,
+             instance.path, instance.sha256, item.calling_ae, now),
+        )
+        db.execute(
+            "INSERT INTO studies(study_uid, last_received_at, state, updated_at) VALUES (?,?,?,?) "
+            "ON CONFLICT(study_uid) DO UPDATE SET last_received_at=excluded.last_received_at, "
+            "state=CASE WHEN studies.state='processing' THEN 'processing' ELSE 'pending' END, updated_at=excluded.updated_at",
+            (instance.study_uid, now, StudyState.PENDING.value, now),
+        )
+        if item.audit is not None:
+            db.execute("INSERT INTO audit(at, event, detail) VALUES (?,?,?)", (now, *item.audit))
         return True
 
     def instance_paths(self) -> dict[str, float]:

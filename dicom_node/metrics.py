@@ -32,7 +32,8 @@ class NodeMetrics:
     HELP = {
         "mskus_associations_total": ("counter", "Incoming associations by result (accepted, rejected) and reason."),
         "mskus_tls_handshake_failures_total": ("counter", "Incoming TLS connections whose handshake failed or timed out."),
-        "mskus_instances_stored_total": ("counter", "Instances acknowledged with Success and recorded."),
+        "mskus_instances_stored_total": ("counter", "Instances acknowledged with Success (file durable in the inbox)."),
+        "mskus_index_failures_total": ("counter", "Stored instances whose index row could not be written (indexed again at the next start)."),
         "mskus_instances_refused_total": ("counter", "C-STORE requests answered with an error status, by reason."),
         "mskus_images_refused_total": ("counter", "Stored instances the analysis refused (each named in its study's SR)."),
         "mskus_worker_restarts_total": ("counter", "Times the analysis worker pool was rebuilt after a worker died."),
@@ -40,6 +41,7 @@ class NodeMetrics:
         "mskus_studies": ("gauge", "Studies in the index by state."),
         "mskus_outbox_items": ("gauge", "Outbox items by state (pending, sent, dead)."),
         "mskus_queue_age_seconds": ("gauge", "Seconds since the oldest study waiting for analysis got its last instance."),
+        "mskus_index_rows_pending": ("gauge", "Stored instances whose index row is not yet written."),
         "mskus_up": ("gauge", "1 while the node's threads are running."),
     }
 

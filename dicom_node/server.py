@@ -20,7 +20,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import hashlib
-import io
 import logging
 import multiprocessing
 import os
@@ -34,7 +33,6 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import cast
 
-import pydicom
 from pydicom.uid import (
     JPEG2000,
     DeflatedExplicitVRLittleEndian,
@@ -57,6 +55,8 @@ from pynetdicom.transport import ThreadedAssociationServer
 from dicom_node.config import NodeConfig, check_exposure, startup_notes
 from dicom_node.handlers import NodeHandlers
 from dicom_node.index import NodeIndex, StoredInstance, StudyState
+from dicom_node.indexer import InstanceIndexer
+from dicom_node.instance_checks import read_complete_instance
 from dicom_node.logsafe import escape, install
 from dicom_node.metrics import MetricsServer, NodeMetrics, index_gauges
 from dicom_node.processing import StudyJob, StudyOutcome, init_worker, process_study
@@ -155,7 +155,8 @@ class StorageNode:
         self.store = DurableStore(config.data_dir)
         self.index = NodeIndex(Path(config.data_dir) / "index.sqlite3")
         self.metrics = NodeMetrics()
-        self.handlers = NodeHandlers(config, self.store, self.index, self.metrics)
+        self.indexer = InstanceIndexer(self.index, self.metrics)
+        self.handlers = NodeHandlers(config, self.store, self.index, self.metrics, self.indexer)
         self.sender = OutboxSender(config, self.index, self.metrics)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -206,6 +207,7 @@ class StorageNode:
         if stale:
             logger.info("event=stale_temporaries_removed count=%d", stale)
         self._pool = self._new_pool()
+        self.indexer.start()
         ae = self._ae = self.build_ae()
         server = cast(_HandshakeOffAcceptServer, ae.make_server(
             (self.config.bind_address, self.config.port),
@@ -254,11 +256,14 @@ class StorageNode:
         """The Prometheus text of ``/metrics``: event counters and the index's gauges."""
         gauges = index_gauges(self.index)
         gauges[("mskus_up", ())] = 1.0 if self.health()[0] else 0.0
+        gauges[("mskus_index_rows_pending", ())] = float(self.indexer.pending)
         return self.metrics.render(gauges)
 
     def health(self) -> tuple[bool, str]:
         """Whether every node thread is alive, and which are not."""
         dead = [t.name for t in self._threads if not t.is_alive()]
+        if self.indexer.started and not self.indexer.alive:
+            dead.append("mskus-indexer")
         if self._stop.is_set():
             return False, "stopping"
         return (not dead), ("ok" if not dead else "threads not running: " + ", ".join(dead))
@@ -304,7 +309,9 @@ class StorageNode:
         less per instance), so after a power loss the last rows may be
         missing, or older than the file (a changed resend). Such files are
         recorded again from their header and their studies queued. A file
-        that cannot be read is moved to ``DATA_DIR/orphans/inbox/``.
+        that cannot be read whole, or fails the checks a C-STORE gets (an
+        instance whose write a crash interrupted before Success:
+        :mod:`dicom_node.storage`), is moved to ``DATA_DIR/orphans/inbox/``.
 
         Returns
         -------
@@ -319,7 +326,7 @@ class StorageNode:
                 continue
             try:
                 data = path.read_bytes()
-                ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+                ds = read_complete_instance(data)
                 stored = StoredInstance(
                     str(ds.SOPInstanceUID), str(ds.SOPClassUID), str(ds.StudyInstanceUID),
                     str(ds.get("SeriesInstanceUID", "")), str(path), hashlib.sha256(data).hexdigest(),
@@ -363,13 +370,17 @@ class StorageNode:
             self._server.server_close()
         if self._metrics_server is not None:
             self._metrics_server.stop()
+        self.indexer.stop()  # rows of instances acknowledged from now on are written by their handlers
         for thread in self._threads:
             thread.join(timeout=10)
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=False)
         self.store.close()
         self.index.audit("node_stopped", f"ae_title={self.config.ae_title}")  # a synced commit: every row is on disk now
-        self._running_marker.unlink(missing_ok=True)
+        if self.indexer.failures:  # rows that could not be written: the next start indexes the inbox again
+            logger.warning("event=index_rows_missing count=%d reason=the next start reconciles the inbox", self.indexer.failures)
+        else:
+            self._running_marker.unlink(missing_ok=True)
         logger.info("event=node_stopped")
 
     def serve_forever(self) -> None:

@@ -143,6 +143,7 @@ def test_unknown_calling_ae_and_wrong_host_are_rejected(tmp_path):
         assert wrong_host.returncode != 0
         accepted = storescu(node.port, SAMPLE_DATA / "01_nerve_mono.dcm", calling="GOODSCU")
         assert accepted.returncode == 0, accepted.stderr
+        assert node.indexer.flush(10)  # the row follows Success on the indexer's thread
         assert len(node.index.study_instances(pydicom.dcmread(SAMPLE_DATA / "01_nerve_mono.dcm", stop_before_pixels=True).StudyInstanceUID)) == 1
         events = [e for _, e, _ in node.index.audit_trail()]
         assert events.count("association_rejected") == 2

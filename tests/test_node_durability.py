@@ -1,24 +1,31 @@
 """The node's faster C-STORE path keeps every acknowledged instance: the inbox file is the truth.
 
 An instance's file is fsync'd (file and folder) before Success; its index row
-is committed without waiting for the disk. After an unclean stop the node
-indexes again every inbox file whose row is missing or older than the file.
+follows on the indexer's thread and is committed without waiting for the disk.
+After an unclean stop the node indexes again every inbox file whose row is
+missing or older than the file, and moves aside one a crash left half-written.
 Real peers: DCMTK storescu, the node's SQLite file.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 import sqlite3
+import time
 from io import BytesIO
 from pathlib import Path
 
 import pydicom
+import pytest
 from pynetdicom.dimse_primitives import C_STORE
-from pynetdicom.dsutils import create_file_meta, encode_file_meta
+from pynetdicom.dsutils import create_file_meta, encode, encode_file_meta
 
 from dicom_node.handlers import _part10
 from dicom_node.index import NodeIndex, StudyState
+from dicom_node.indexer import InstanceIndexer, StoreReceipt
+from dicom_node.storage import DurableStore, SpareFiles
+from pipeline.atomic import TMP_SUFFIX
 from tests.conftest import SAMPLE_DATA
 from tests.test_node import running_node, storescu
 
@@ -45,6 +52,7 @@ def test_a_lost_index_row_is_rebuilt_from_the_inbox_after_an_unclean_stop(tmp_pa
     sop = str(pydicom.dcmread(SOURCE, stop_before_pixels=True).SOPInstanceUID)
     with running_node(tmp_path, quiet_seconds=600) as node:
         assert storescu(node.port, SOURCE).returncode == 0
+        assert node.indexer.flush(10)
         stored = node.index.instance(sop)
         assert stored is not None
         data = Path(node.config.data_dir)
@@ -97,3 +105,103 @@ def test_a_half_written_temporary_of_a_crash_is_removed_at_start(tmp_path):
         assert not leftover.exists()
     finally:
         node.stop()
+
+
+# -- the C-STORE path: spare files, the indexer ----------------------------------------------------
+def _receipt(sop: str, data: bytes, study: str = "1.2.3") -> StoreReceipt:
+    return StoreReceipt(sop, "1.2.840.10008.5.1.4.1.1.6.1", study, "1.2.3.9", f"/inbox/{sop}.dcm", data, "SCU", "127.0.0.1",
+                        time.time(), 1.0, audit=("instance_received", f"sop={sop}"))
+
+
+def test_the_indexer_writes_every_row_in_order_with_the_sha256_of_the_bytes(tmp_path: Path) -> None:
+    index = NodeIndex(tmp_path / "index.sqlite3")
+    indexer = InstanceIndexer(index, max_batch=7)
+    indexer.submit(_receipt("1.2.3.0", b"before start"))  # not started: written on the caller's thread
+    assert index.instance("1.2.3.0") is not None
+    indexer.start()
+    try:
+        for n in range(1, 51):
+            indexer.submit(_receipt(f"1.2.3.{n}", f"instance {n}".encode()))
+        assert indexer.flush(10) and indexer.pending == 0
+    finally:
+        indexer.stop()
+    indexer.submit(_receipt("1.2.3.99", b"after stop"))  # stopped: written on the caller's thread again
+    for n in [*range(51), 99]:
+        row = index.instance(f"1.2.3.{n}")
+        assert row is not None
+    assert index.instance("1.2.3.7").sha256 == hashlib.sha256(b"instance 7").hexdigest()
+    assert [(s.state, s.instances) for s in index.studies()] == [(StudyState.PENDING, 52)]
+    assert sum(1 for _, event, _ in index.audit_trail() if event == "instance_received") == 52
+
+
+def test_an_index_row_that_cannot_be_written_costs_no_instance(tmp_path: Path, monkeypatch) -> None:
+    sop = str(pydicom.dcmread(SOURCE, stop_before_pixels=True).SOPInstanceUID)
+    with running_node(tmp_path, quiet_seconds=600) as node:
+        def index_broken(*args, **kwargs):
+            raise sqlite3.OperationalError("database is locked")
+
+        monkeypatch.setattr(node.index, "record_instances", index_broken)
+        assert storescu(node.port, SOURCE).returncode == 0  # the file is durable: Success
+        assert node.indexer.flush(10)
+        assert node.indexer.failures == 1 and node.metrics.value("mskus_index_failures_total") == 1
+        data = Path(node.config.data_dir)
+        monkeypatch.undo()
+        assert node.index.instance(sop) is None
+    assert (data / ".node-running").exists()  # so the next start reconciles the inbox
+    with running_node(tmp_path, quiet_seconds=600) as node:
+        row = node.index.instance(sop)
+    assert row is not None and Path(row.path).read_bytes() == _stored_bytes(SOURCE)
+
+
+def _stored_bytes(source: Path) -> bytes:
+    """What the node stores for ``source``: its dataset behind the node's file meta."""
+    ds = pydicom.dcmread(source)
+    request = C_STORE()
+    request.DataSet = BytesIO(encode(ds, False, True))
+    return _part10(str(ds.SOPClassUID), str(ds.SOPInstanceUID), "1.2.840.10008.1.2.1", request)
+
+
+def test_an_instance_a_crash_left_half_written_is_moved_aside_not_indexed(tmp_path: Path) -> None:
+    with running_node(tmp_path, quiet_seconds=600) as node:
+        data = Path(node.config.data_dir)
+    whole = _stored_bytes(SOURCE)
+    # What a power cut between the rename and the fsync can leave: the inbox name, part of the bytes.
+    half = data / "inbox" / "1.2.3" / "1.2.3.4.dcm"
+    half.parent.mkdir(parents=True)
+    half.write_bytes(whole[: len(whole) // 2])
+    (data / ".node-running").write_text("1\n")
+    with running_node(tmp_path, quiet_seconds=600) as node:
+        assert node.index.studies() == []
+    assert not half.exists() and (data / "orphans" / "inbox" / "1.2.3" / "1.2.3.4.dcm").read_bytes() == whole[: len(whole) // 2]
+
+
+def test_a_resend_replaces_the_stored_file_whole_and_spares_are_removed_on_close(tmp_path: Path) -> None:
+    store = DurableStore(tmp_path / "data")
+    first = store.store_instance("1.2.3", "1.2.3.4", b"first version")
+    second = store.store_instance("1.2.3", "1.2.3.4", b"second, longer version")
+    third = store.store_instance("1.2.3", "1.2.3.5", b"another instance")
+    assert first == second and second.read_bytes() == b"second, longer version"
+    assert third.read_bytes() == b"another instance"
+    store.close()
+    assert [p.name for p in (tmp_path / "data" / "tmp").iterdir()] == []  # the spares made ahead of need are gone
+    assert sorted(p.name for p in (tmp_path / "data" / "inbox" / "1.2.3").iterdir()) == ["1.2.3.4.dcm", "1.2.3.5.dcm"]
+
+
+def test_spare_files_are_made_ahead_and_created_on_the_spot_when_none_is_ready(tmp_path: Path) -> None:
+    spares = SpareFiles(tmp_path, count=2)
+    try:
+        path, fd = spares.take()  # none ready yet
+        os.close(fd)
+        assert path.exists() and path.name.endswith(TMP_SUFFIX)
+        spares.refill()
+        spares.refill()
+        spares.refill()
+        deadline = time.monotonic() + 10
+        while len(list(tmp_path.glob(f"*{TMP_SUFFIX}"))) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(list(tmp_path.glob(f"*{TMP_SUFFIX}"))) == 3  # the taken one and at most `count` spares
+    finally:
+        spares.close()
+    assert [p for p in tmp_path.iterdir()] == [path]
+    with pytest.raises(ValueError, match="count"):
+        SpareFiles(tmp_path, count=0)

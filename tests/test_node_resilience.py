@@ -429,6 +429,7 @@ def test_thirty_concurrent_associations_are_all_stored(tmp_path):
     with running_node(tmp_path, quiet_seconds=30) as node:
         results = _held_associations(node.port, 30, _datasets(30))
         assert results == [0] * 30
+        assert node.indexer.flush(10)
         (study,) = node.index.studies()
         assert study.instances == 30
 
@@ -551,6 +552,7 @@ def test_metrics_endpoint_counts_a_store_and_a_refusal(tmp_path):
         del no_pixels.PixelData
         status, _ = _scu_send(node.port, no_pixels)
         assert status.Status == 0xA900
+        assert node.indexer.flush(10)
         with urllib.request.urlopen(base + "/metrics", timeout=10) as response:
             assert response.status == 200 and response.headers["Content-Type"].startswith("text/plain")
             body = response.read().decode()
