@@ -6,9 +6,9 @@ frozen dataclasses that pickle cheaply; the pixels never cross processes.
 The analysis is :func:`pipeline.study.analyze_study`, as for ``mskus
 analyze`` and ``mskus batch``; its SR goes into the archive (for sending,
 versioned) and, with the study record, into ``<data>/results/`` in the
-batch output layout (``measurements.csv``, ``errors.csv``, ... kept up to
-date after every study), which ``mskus review --out`` reads like any
-batch output.
+batch output layout (its record; ``measurements.csv``, ``errors.csv``, ...
+are rebuilt after it by :mod:`dicom_node.results_tables`), which
+``mskus review --out`` reads like any batch output.
 """
 
 from __future__ import annotations
@@ -24,10 +24,10 @@ from pathlib import Path
 import pydicom
 
 from dicom_node.logsafe import install
+from dicom_node.results_tables import RESULTS_FOLDER
 from dicom_node.storage import DurableStore
-from pipeline.batch.assemble import assemble_outputs
 from pipeline.batch.lock import output_lock
-from pipeline.batch.records import STATE_DIR, records_dir
+from pipeline.batch.records import STATE_DIR
 from pipeline.batch.settings import RunSettings
 from pipeline.loading import UltrasoundFrame, UltrasoundImage
 from pipeline.settings import AnalysisSettings, build_analyzer
@@ -74,8 +74,6 @@ def init_worker(parent_pid: int, poll_seconds: float = 0.5) -> None:
     threading.Thread(target=watch, name="mskus-parent-watch", daemon=True).start()
 
 
-#: Sub-folder of the node's data folder holding its results in the batch output layout.
-RESULTS_FOLDER = "results"
 
 
 @dataclass(frozen=True)
@@ -154,7 +152,7 @@ def process_study(job: StudyJob) -> StudyOutcome:
         archived.append(ArchivedResult(str(report.SOPInstanceUID), "sr", str(sr_path)))
         if key_images is not None:
             archived.extend(key_images.archived)
-    _write_results(root, study, job, report)
+    _write_study_record(root, study, job, report)
     return StudyOutcome(
         run=job.run,
         snapshot=job.snapshot,
@@ -174,18 +172,18 @@ def _inbox_name(root: Path, path: str) -> str:
         return Path(path).name
 
 
-def _write_results(root: Path, study, job: StudyJob, report: pydicom.Dataset | None) -> None:
-    """The study in ``<data>/results/`` (batch layout), tables rebuilt; a failure here never costs the archive."""
+def _write_study_record(root: Path, study, job: StudyJob, report: pydicom.Dataset | None) -> None:
+    """The study's record and SR copy in ``<data>/results/`` (batch layout); the tables follow
+    (:mod:`dicom_node.results_tables`). A failure here never costs the archive."""
     out = root / RESULTS_FOLDER
     settings = RunSettings(analysis=job.analysis, overlays=False)
     try:
         state = out / STATE_DIR
         state.mkdir(parents=True, exist_ok=True)
-        with output_lock(state, wait=True):  # the node's workers take turns; the tables see every record
+        with output_lock(state, wait=True):  # the node's workers and the tables' rebuild take turns
             write_study_outputs(out, study, settings, report=report)
-            assemble_outputs(out, ((p.stem, p) for p in sorted(records_dir(out).glob("*.json"))), [], settings)
-    except Exception as exc:  # noqa: BLE001 - the archive and the send are what matter; the tables are redone next time
-        logger.warning("event=results_tables_not_written study=%s reason=%s: %s", job.study_uid, type(exc).__name__, exc)
+    except Exception as exc:  # noqa: BLE001 - the archive and the send are what matter; the next run redoes it
+        logger.warning("event=results_record_not_written study=%s reason=%s: %s", job.study_uid, type(exc).__name__, exc)
 
 
 class _KeyImages:

@@ -60,6 +60,7 @@ from dicom_node.instance_checks import read_complete_instance
 from dicom_node.logsafe import escape, install
 from dicom_node.metrics import MetricsServer, NodeMetrics, index_gauges
 from dicom_node.processing import StudyJob, StudyOutcome, init_worker, process_study
+from dicom_node.results_tables import TablesSchedule, rebuild_results_tables
 from dicom_node.sender import OutboxSender
 from dicom_node.storage import DurableStore, fsync_dir
 from pipeline.atomic import remove_stale_temporaries
@@ -168,6 +169,7 @@ class StorageNode:
         #: Set when results are queued: that destination's sender starts at once instead of at its next poll.
         self._wake = {d.label: threading.Event() for d in config.destinations}
         self._warmed = False
+        self._tables = TablesSchedule()
 
     # -- lifecycle ---------------------------------------------------------------
     def build_ae(self) -> AE:
@@ -375,6 +377,9 @@ class StorageNode:
             thread.join(timeout=10)
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=False)
+        self._tables.collect()
+        if self._tables.due or self._tables.running:  # the tables see every finished study when the node stops
+            rebuild_results_tables(str(self.config.data_dir), self.analysis)
         self.store.close()
         self.index.audit("node_stopped", f"ae_title={self.config.ae_title}")  # a synced commit: every row is on disk now
         if self.indexer.failures:  # rows that could not be written: the next start indexes the inbox again
@@ -408,6 +413,7 @@ class StorageNode:
                 self._collect_finished()
                 for study_uid, run, snapshot in self.index.claim_quiet_studies(self.config.quiet_seconds):
                     self._submit(study_uid, run, snapshot)
+                self._tables.poll(self._submit_tables)
             except Exception:  # keep scheduling whatever one study did
                 logger.exception("event=scheduler_error")
         self._collect_finished(wait=True)
@@ -447,6 +453,15 @@ class StorageNode:
             self._replace_pool("pool broken at submit")
             self._running[study_uid] = self._pool.submit(process_study, job)
 
+    def _submit_tables(self) -> concurrent.futures.Future[float]:
+        """The results tables' rebuild, as a job behind the studies already submitted."""
+        assert self._pool is not None
+        try:
+            return self._pool.submit(rebuild_results_tables, str(self.config.data_dir), self.analysis)
+        except BrokenProcessPool:
+            self._replace_pool("pool broken at submit")
+            return self._pool.submit(rebuild_results_tables, str(self.config.data_dir), self.analysis)
+
     def _replace_pool(self, reason: str) -> None:
         old, self._pool = self._pool, self._new_pool()
         if old is not None:
@@ -483,6 +498,7 @@ class StorageNode:
             for wake in self._wake.values():
                 wake.set()
             self.index.finish_study(study_uid, outcome.snapshot, error=outcome.error)
+            self._tables.study_finished()
             self.index.audit(
                 "study_processed",
                 f"study={study_uid} run={outcome.run} images={outcome.images} failed={outcome.failed_images} results={len(outcome.results)}",
