@@ -205,3 +205,21 @@ def test_spare_files_are_made_ahead_and_created_on_the_spot_when_none_is_ready(t
     assert [p for p in tmp_path.iterdir()] == [path]
     with pytest.raises(ValueError, match="count"):
         SpareFiles(tmp_path, count=0)
+
+
+def test_a_failed_flush_leaves_nothing_half_durable_at_the_inbox_name(tmp_path: Path, monkeypatch) -> None:
+    store = DurableStore(tmp_path / "data")
+    kept = store.store_instance("1.2.3", "1.2.3.4", b"acknowledged earlier")
+
+    def disk_error(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", disk_error)
+    with pytest.raises(OSError, match="Input/output"):
+        store.store_instance("1.2.3", "1.2.3.5", b"new instance")  # never acknowledged: gone again
+    with pytest.raises(OSError, match="Input/output"):
+        store.store_instance("1.2.3", "1.2.3.4", b"changed resend")  # the acknowledged copy stays whole
+    monkeypatch.undo()
+    store.close()
+    assert sorted(p.name for p in kept.parent.iterdir()) == ["1.2.3.4.dcm"] and kept.read_bytes() == b"acknowledged earlier"
+    assert list((tmp_path / "data" / "tmp").iterdir()) == []
