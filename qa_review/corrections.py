@@ -50,7 +50,7 @@ from pipeline.measurements.vascularity import (
     detect_colour_flow,
     measure_vascularity,
 )
-from pipeline.sr.content import SCOORD_OFFSET
+from pipeline.sr.items import SCOORD_OFFSET
 from qa_review.model import Correction, Finding
 
 __all__ = ["MAX_POINTS", "CorrectionError", "FrameMeasurer", "parse_points", "recompute"]

@@ -26,7 +26,7 @@ import pydicom
 from pipeline.cine.timing import frame_timing
 from pipeline.sr import codes
 from pipeline.sr.codes import concept_key
-from pipeline.sr.content import SCOORD_OFFSET
+from pipeline.sr.items import SCOORD_OFFSET
 from pipeline.sr.reader import MeasurementGroup, NumericMeasurement
 from qa_review.items import ReviewableReport
 

@@ -12,7 +12,7 @@ changed or removed:
   (:func:`~pipeline.reference.covariates_from_header`,
   :func:`~pipeline.reference.device_from_header`). The NUM's old Normality,
   Normal Range and z-score (TID 310 / 311 / 312) are replaced by those of the
-  new reading (:func:`pipeline.sr.content.reference_properties`); a value without
+  new reading (:func:`pipeline.sr.items.reference_properties`); a value without
   a reference carries none and, for the values that usually have one, the
   group says why ("Reference not applied", as the analysis writes it).
 - **Study findings** (TID 1501 groups of :mod:`pipeline.sr.findings`): after a
@@ -54,8 +54,8 @@ from pipeline.reference import (
 )
 from pipeline.sr import codes as sr_codes
 from pipeline.sr.codes import concept_key
-from pipeline.sr.content import reference_properties
 from pipeline.sr.findings import finding_groups
+from pipeline.sr.items import reference_properties
 from pipeline.sr.reader import CodedValue, MeasurementGroup, NumericMeasurement
 from pipeline.sr.walk import item_key
 from qa_review.flags import ValueFlag

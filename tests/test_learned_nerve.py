@@ -34,7 +34,9 @@ from pipeline.segmentation import (
 )
 from pipeline.segmentation.nerve_model import DEFAULT_MODEL_PATH, file_sha256, metadata_path
 from pipeline.settings import build_analyzer, load_analysis_settings
-from pipeline.sr.content import SourceImage, frame_groups, nerve_algorithm
+from pipeline.sr.algorithm_items import nerve_algorithm
+from pipeline.sr.content import frame_groups
+from pipeline.sr.source_image import SourceImage
 from tests.analysis_helpers import analyze_image, shipped_analyzer
 from tests.conftest import REPO, SAMPLE_DATA, TEST_DATA
 

@@ -20,7 +20,7 @@ from pipeline.segmentation import LearnedNerveSegmenter, make_segmenter, nerve_m
 from pipeline.segmentation.aponeurosis import AponeurosisNet, LearnedAponeurosisFinder
 from pipeline.segmentation.factory import make_boundary_finder
 from pipeline.segmentation.nerve_model import DEFAULT_MODEL_PATH, RUNTIME_ENV, NerveNet, requested_runtime
-from pipeline.sr.content import nerve_algorithm
+from pipeline.sr.algorithm_items import nerve_algorithm
 from tests.conftest import TEST_DATA
 
 ort = pytest.importorskip("onnxruntime")

@@ -28,7 +28,9 @@ from pipeline.segmentation.aponeurosis import (
 from pipeline.segmentation.muscle_bands import ClassicalBandSearch
 from pipeline.segmentation.nerve_model import metadata_path
 from pipeline.settings import build_analyzer, load_analysis_settings
-from pipeline.sr.content import SourceImage, frame_groups, muscle_algorithm
+from pipeline.sr.algorithm_items import muscle_algorithm
+from pipeline.sr.content import frame_groups
+from pipeline.sr.source_image import SourceImage
 from pipeline.tissue_area import estimate_tissue_box
 from tests.analysis_helpers import analyze_image
 from tests.conftest import REPO, SAMPLE_DATA, TEST_DATA

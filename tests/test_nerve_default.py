@@ -23,7 +23,7 @@ from pipeline.segmentation import factory
 from pipeline.segmentation.learned_nerve import LearnedNerveParameters, LearnedNerveSegmenter
 from pipeline.segmentation.nerve_confidence import ConfidenceCalibration
 from pipeline.segmentation.nerve_model import DEFAULT_MODEL_PATH, metadata_path
-from pipeline.sr.content import nerve_algorithm
+from pipeline.sr.algorithm_items import nerve_algorithm
 from tests.conftest import REPO, SAMPLE_DATA, TEST_DATA
 
 USGRA_SUBSET = TEST_DATA / "usgra-seg"

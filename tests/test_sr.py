@@ -38,7 +38,8 @@ from pipeline.sr import (
     read_measurement_report,
     report_file_name,
 )
-from pipeline.sr.content import subcutaneous_caliper, to_scoord
+from pipeline.sr.content import subcutaneous_caliper
+from pipeline.sr.items import to_scoord
 from pipeline.sr.reader import NotStructuredReportError
 from tests.analysis_helpers import analyze_image
 from tests.conftest import SAMPLE_DATA, require_tool

@@ -33,7 +33,8 @@ from pipeline.algorithm import AlgorithmIdentity
 from pipeline.cine.result import FasciculationEvent, FasciculationResult
 from pipeline.protocols import Laterality
 from pipeline.sr import codes
-from pipeline.sr.content import SCOORD_OFFSET, SourceImage, tracking_uid
+from pipeline.sr.items import SCOORD_OFFSET, tracking_uid
+from pipeline.sr.source_image import SourceImage
 
 __all__ = ["fasciculation_algorithm", "fasciculation_group"]
 

@@ -21,7 +21,7 @@ from pipeline.protocols import Laterality
 from pipeline.reference.findings import StudyFinding
 from pipeline.reference.flags import DECISION_SUPPORT_NOTE, ReferenceReading
 from pipeline.sr import codes
-from pipeline.sr.content import reference_properties
+from pipeline.sr.items import reference_properties
 
 __all__ = ["finding_groups", "reference_note"]
 

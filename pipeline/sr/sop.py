@@ -33,15 +33,12 @@ from pipeline.analysis import ImageResult
 from pipeline.filenames import uid_file_name
 from pipeline.reference.findings import StudyFinding
 from pipeline.sr import codes
-from pipeline.sr.content import (
-    AlgorithmInfo,
-    MeasurementGroupTemplate,
-    Readings,
-    SourceImage,
-    image_groups,
-    image_library,
-)
+from pipeline.sr.algorithm_items import AlgorithmInfo
+from pipeline.sr.content import image_groups
 from pipeline.sr.findings import finding_groups, reference_note
+from pipeline.sr.image_library import image_library
+from pipeline.sr.items import MeasurementGroupTemplate, Readings
+from pipeline.sr.source_image import SourceImage
 from pipeline.sr.sources import (
     ReportError,
     charset_for,
