@@ -103,7 +103,8 @@ class ReceivedInstance:
 
     instance: StoredInstance
     calling_ae: str
-    #: When it was stored (seconds since the epoch): the row's receive time and the study's last arrival.
+    #: When it was stored (seconds since the epoch): the row's receive time. The study's last arrival is
+    #: the later of this and the time the row is written.
     received_at: float
     #: (event, detail) of an audit row written in the same transaction.
     audit: tuple[str, str] | None = None
@@ -210,7 +211,6 @@ class NodeIndex:
         *,
         now: float | None = None,
         audit: tuple[str, str] | None = None,
-        sync: bool = True,
     ) -> bool:
         """Record (or replace) an instance and mark its study pending. Returns False if it was identical.
 
@@ -224,11 +224,9 @@ class NodeIndex:
             Receive time (default: now).
         audit : (event, detail), optional
             An audit row written in the same transaction.
-        sync : bool
-            ``False``: commit without waiting for the disk (see :meth:`record_instances`).
         """
         received = ReceivedInstance(instance, calling_ae, time.time() if now is None else now, audit)
-        return self.record_instances([received], sync=sync)[0]
+        return self.record_instances([received])[0]
 
     def record_instances(self, received: Sequence[ReceivedInstance], *, sync: bool = True) -> list[bool]:
         """Record (or replace) instances and mark their studies pending, in one transaction.
@@ -273,11 +271,16 @@ class NodeIndex:
             (instance.sop_instance_uid, instance.sop_class_uid, instance.study_uid, instance.series_uid,
              instance.path, instance.sha256, item.calling_ae, now),
         )
+        # The study's last arrival is when its row became visible, not when the instance was stored: a run
+        # claimed between the two has not seen the instance, and finish_study must send the study back to
+        # pending (rows written late by the indexer thread would otherwise be left out of every SR).
+        visible = max(now, time.time())
         db.execute(
             "INSERT INTO studies(study_uid, last_received_at, state, updated_at) VALUES (?,?,?,?) "
-            "ON CONFLICT(study_uid) DO UPDATE SET last_received_at=excluded.last_received_at, "
+            "ON CONFLICT(study_uid) DO UPDATE SET "
+            "last_received_at=MAX(studies.last_received_at, excluded.last_received_at), "
             "state=CASE WHEN studies.state='processing' THEN 'processing' ELSE 'pending' END, updated_at=excluded.updated_at",
-            (instance.study_uid, now, StudyState.PENDING.value, now),
+            (instance.study_uid, visible, StudyState.PENDING.value, visible),
         )
         if item.audit is not None:
             db.execute("INSERT INTO audit(at, event, detail) VALUES (?,?,?)", (now, *item.audit))

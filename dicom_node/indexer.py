@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import sqlite3
 import threading
 from collections import deque
 from dataclasses import dataclass, field
@@ -159,21 +160,29 @@ class InstanceIndexer:
                     self._pending -= len(batch)
                     self._cond.notify_all()
 
-    def _write(self, batch: list[StoreReceipt]) -> None:
-        try:
-            self.index.record_instances([r.received() for r in batch], sync=False)
-        except Exception:  # one bad row must not cost the others: write them one by one
-            if len(batch) > 1:
-                for receipt in batch:
-                    self._write([receipt])
-                return
-            receipt = batch[0]
+    def _failed(self, batch: list[StoreReceipt]) -> None:
+        for receipt in batch:
             self.failures += 1
             self.metrics.inc("mskus_index_failures_total")
             logger.exception(
                 "event=index_failed sop=%s study=%s reason=the inbox file is kept and indexed again at the next start",
                 receipt.sop_instance_uid, receipt.study_uid,
             )
+
+    def _write(self, batch: list[StoreReceipt]) -> None:
+        try:
+            self.index.record_instances([r.received() for r in batch], sync=False)
+        except sqlite3.OperationalError:
+            # The database itself (locked past its timeout, disk full): row by row would wait as long again
+            # for each row. The whole batch is left to the inbox reconciliation at the next start.
+            self._failed(batch)
+            return
+        except Exception:  # one bad row must not cost the others: write them one by one
+            if len(batch) > 1:
+                for receipt in batch:
+                    self._write([receipt])
+                return
+            self._failed(batch)
             return
         for receipt in batch:
             logger.info(

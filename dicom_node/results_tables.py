@@ -102,7 +102,7 @@ class TablesSchedule:
         self.collect()
         if self._future is not None or not self.due or now - self._last < max(self.min_interval, 5 * self.cost):
             return False
+        self._future = submit()  # a submit that raises leaves the tables due
         self.due = False
         self._last = now
-        self._future = submit()
         return True

@@ -382,8 +382,11 @@ class StorageNode:
             rebuild_results_tables(str(self.config.data_dir), self.analysis)
         self.store.close()
         self.index.audit("node_stopped", f"ae_title={self.config.ae_title}")  # a synced commit: every row is on disk now
-        if self.indexer.failures:  # rows that could not be written: the next start indexes the inbox again
-            logger.warning("event=index_rows_missing count=%d reason=the next start reconciles the inbox", self.indexer.failures)
+        # Rows that could not be written, or are still queued behind a stuck write: the marker stays, and the
+        # next start indexes the inbox again.
+        missing = self.indexer.failures + self.indexer.pending
+        if missing:
+            logger.warning("event=index_rows_missing count=%d reason=the next start reconciles the inbox", missing)
         else:
             self._running_marker.unlink(missing_ok=True)
         logger.info("event=node_stopped")

@@ -36,9 +36,8 @@ __all__ = [
 TMP_SUFFIX = ".mskus-tmp"
 
 
-def _tmp_path(path: Path, tmp_dir: Path | None) -> Path:
-    name = f".{path.name}.{os.getpid()}.{id(path)}{TMP_SUFFIX}"
-    return (tmp_dir / name) if tmp_dir is not None else path.with_name(name)
+def _tmp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.{id(path)}{TMP_SUFFIX}")
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:
@@ -58,7 +57,6 @@ def atomic_open(
     encoding: str | None = "utf-8",
     newline: str | None = "",
     durable: bool = False,
-    tmp_dir: str | os.PathLike[str] | None = None,
 ) -> Iterator[IO]:
     """Open a temporary file that replaces ``path`` when the block ends without error.
 
@@ -73,13 +71,10 @@ def atomic_open(
     durable : bool
         Also ``fsync`` the file before and its folder after the rename
         (survives a power cut, not only a killed process): the records that
-        mark a study as done, the node's stored instances.
-    tmp_dir : path, optional
-        Where the temporary file goes (same file system); default the final
-        file's folder.
+        mark a study as done.
     """
     final = Path(path)
-    tmp = _tmp_path(final, Path(tmp_dir) if tmp_dir is not None else None)
+    tmp = _tmp_path(final)
     binary = "b" in mode
     text_options: dict[str, Any] = {} if binary else {"encoding": encoding, "newline": newline}
     handle = open(tmp, mode, **text_options)  # noqa: SIM115
@@ -97,11 +92,9 @@ def atomic_open(
         fsync_dir(final.parent)
 
 
-def atomic_write_bytes(
-    path: str | os.PathLike[str], data: bytes, *, durable: bool = False, tmp_dir: str | os.PathLike[str] | None = None
-) -> None:
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, durable: bool = False) -> None:
     """Write ``data`` to ``path`` atomically (see :func:`atomic_open`)."""
-    with atomic_open(path, "wb", durable=durable, tmp_dir=tmp_dir) as handle:
+    with atomic_open(path, "wb", durable=durable) as handle:
         handle.write(data)
 
 
@@ -114,9 +107,8 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, *, durable: bool 
 def durable_temporary(data: bytes, tmp_dir: str | os.PathLike[str]) -> Path:
     """The first half of a durable write: ``data`` in a new fsync'd temporary file under ``tmp_dir``.
 
-    The node writes a received instance this way on a helper thread while it
-    checks the dataset, then places it with :func:`place_durably` (or removes
-    it when the instance is refused). The file is removed again if anything fails.
+    :func:`place_durably` then moves it into place (the node's results use the
+    pair). The file is removed again if anything fails.
     """
     tmp = Path(tmp_dir) / f"{uuid.uuid4().hex}{TMP_SUFFIX}"
     try:

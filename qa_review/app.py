@@ -48,7 +48,7 @@ from qa_review.keyframe import KeyFrameError, event_key_frame_png
 from qa_review.listing import other_studies, with_review_state
 from qa_review.model import REJECT_REASONS, Correction, Finding, ReviewState, StudyDetail, StudyStatus
 from qa_review.reread import NO_TABLES, ReferenceContext, read_values
-from qa_review.source import ReviewSource
+from qa_review.source import VIEW_EVENT, ReviewSource
 from qa_review.sourceinfo import source_frame_info
 from qa_review.studyfindings import StudyFindingView, study_findings
 from qa_review.studyview import laterality_pairs
@@ -278,17 +278,16 @@ def create_app(
         """The page model with the findings of the current version and each frame's frame count.
 
         Findings shown in their own section (``elsewhere``: study findings, a clip's
-        fasciculation analysis) are left out of the frames; a frame left with
-        nothing of its own (a clip's first frame that only anchors its fasciculation
-        group) is dropped from the page.
+        fasciculation analysis; ids of the current version) are left out of the
+        frames. The frames themselves come from the automated SR, whose group
+        numbers differ from a signed version's, and hold no such group
+        (:func:`qa_review.studyview.frame_views`).
         """
         findings = findings_of(current) if current is not None else detail.findings
         frames = []
         for frame in detail.frames:
             key = (frame.sop_instance_uid, frame.frame_number)
             own = tuple(f for f in findings if (f.sop_instance_uid, f.frame_number) == key and f.id not in elsewhere)
-            if not own and frame.items and all(i.id.split(".", 1)[0] in elsewhere for i in frame.items):
-                continue
             path = source.image_path(study_uid, frame.sop_instance_uid)
             frames.append(replace(frame, findings=own, number_of_frames=frame_count(path) if path else 1))
         return replace(detail, frames=tuple(frames))
@@ -314,7 +313,7 @@ def create_app(
         user = current_user()
         history = _history(study_uid, detail)
         source.audit(
-            "review_opened",
+            VIEW_EVENT,
             {
                 "study": study_uid,
                 "automated_sr": detail.automated_sr_uid,
@@ -454,16 +453,15 @@ def create_app(
         history = _history(study_uid, detail)
         if history is None or request.form.get("version") != history.current_uid:
             return jsonify(error="the report changed since the page was loaded: reload the study page"), 409
-        finding = next(
-            (f for f in findings_of(reviewable_report(history.current)) if f.id == request.form.get("finding")), None
-        )
+        current = reviewable_report(history.current)
+        finding = next((f for f in findings_of(current) if f.id == request.form.get("finding")), None)
         if finding is None:
             abort(404, "no such finding in the current version of the report")
         try:
             correction = _corrector(study_uid)(finding, request.form.get("points") or "")
         except CorrectionError as exc:
             return jsonify(error=str(exc)), 422
-        group = reviewable_report(history.current).report.groups[int(finding.id[1:]) - 1]
+        group = current.report.groups[int(finding.id[1:]) - 1]
         flags = read_values(
             group, {n: v for n, v, _ in correction.values}, _reference(study_uid), finding.sop_instance_uid
         )

@@ -16,6 +16,7 @@ from pydicom.dataset import Dataset
 
 from pipeline.sr.codes import SUBCUTANEOUS_TISSUE
 from pipeline.sr.reader import MeasurementGroup, MeasurementReport
+from qa_review.fasciculation import is_fasciculation_group
 from qa_review.findings import findings_of
 from qa_review.items import ReviewableReport, frame_of, group_confidence, group_overlays
 from qa_review.model import FrameInfo, FrameView, Overlay, ReviewItem, StudyStatus, StudySummary, VerifiedReport
@@ -179,8 +180,8 @@ def frame_views(
     sides: dict[tuple[str, int], str] = {}
     confidence: dict[tuple[str, int], float] = {}
     for index, group in enumerate(reviewable.report.groups):
-        if is_study_finding(group):
-            continue  # a study-level value: no frame of its own (qa_review.studyfindings)
+        if is_study_finding(group) or is_fasciculation_group(group):
+            continue  # shown in their own sections (qa_review.studyfindings, qa_review.fasciculation)
         refs = group.images
         key = frame_of(refs[0] if refs else None)
         if key not in items:

@@ -9,9 +9,11 @@ Real peers: DCMTK storescu, the node's SQLite file.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import sqlite3
+import threading
 import time
 from io import BytesIO
 from pathlib import Path
@@ -22,8 +24,10 @@ from pynetdicom.dimse_primitives import C_STORE
 from pynetdicom.dsutils import create_file_meta, encode, encode_file_meta
 
 from dicom_node.handlers import _part10
-from dicom_node.index import NodeIndex, StudyState
+from dicom_node.index import NodeIndex, ReceivedInstance, StoredInstance, StudyState
+from dicom_node.config import NodeConfig
 from dicom_node.indexer import InstanceIndexer, StoreReceipt
+from dicom_node.server import StorageNode
 from dicom_node.storage import DurableStore, SpareFiles
 from pipeline.atomic import TMP_SUFFIX
 from tests.conftest import SAMPLE_DATA
@@ -132,6 +136,72 @@ def test_the_indexer_writes_every_row_in_order_with_the_sha256_of_the_bytes(tmp_
     assert index.instance("1.2.3.7").sha256 == hashlib.sha256(b"instance 7").hexdigest()
     assert [(s.state, s.instances) for s in index.studies()] == [(StudyState.PENDING, 52)]
     assert sum(1 for _, event, _ in index.audit_trail() if event == "instance_received") == 52
+
+
+def test_a_database_error_fails_the_batch_once_instead_of_row_by_row(tmp_path: Path, monkeypatch) -> None:
+    """A locked or full database costs one wait per batch, not one per row; a bad row costs only itself."""
+    index = NodeIndex(tmp_path / "index.sqlite3")
+    calls: list[int] = []
+
+    def locked(received, *, sync=True):
+        calls.append(len(received))
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(index, "record_instances", locked)
+    indexer = InstanceIndexer(index)
+    indexer._write([_receipt(f"1.2.3.{n}", b"x") for n in range(5)])
+    assert calls == [5] and indexer.failures == 5
+
+    def one_bad_row(received, *, sync=True):
+        calls.append(len(received))
+        if any(r.instance.sop_instance_uid == "1.2.3.2" for r in received):
+            raise sqlite3.IntegrityError("bad row")
+        return [True] * len(received)
+
+    calls.clear()
+    monkeypatch.setattr(index, "record_instances", one_bad_row)
+    indexer._write([_receipt(f"1.2.3.{n}", b"x") for n in range(5)])
+    assert calls == [5, 1, 1, 1, 1, 1] and indexer.failures == 6
+
+
+def test_a_row_written_after_a_run_was_claimed_sends_the_study_back_to_pending(tmp_path: Path) -> None:
+    """Stored before the claim, indexed after it: the run never saw the instance, so the study is not done."""
+    index = NodeIndex(tmp_path / "index.sqlite3")
+    first, late = (
+        StoredInstance(f"1.2.3.{k}", "1.2.840.10008.5.1.4.1.1.6.1", "1.2.3", "1.2.3.9", str(tmp_path / f"{k}.dcm"), str(k))
+        for k in (1, 2)
+    )
+    index.record_instance(first, "SCU")
+    stored_at = time.time()
+    time.sleep(0.01)
+    ((study, _run, snapshot),) = index.claim_quiet_studies(0.0)
+    time.sleep(0.01)
+    index.record_instances([ReceivedInstance(late, "SCU", stored_at)])
+    index.finish_study(study, snapshot)
+    (row,) = index.studies()
+    assert row.state is StudyState.PENDING and row.instances == 2
+
+
+def test_a_stop_with_rows_still_queued_keeps_the_marker_so_the_next_start_indexes_them(tmp_path: Path, monkeypatch) -> None:
+    released = threading.Event()
+    node = StorageNode(NodeConfig(port=0, data_dir=tmp_path / "node", quiet_seconds=600), poll_seconds=0.1)
+    node.start()
+    write = node.index.record_instances
+
+    def stuck(*args, **kwargs):
+        released.wait(30)
+        return write(*args, **kwargs)
+
+    monkeypatch.setattr(node.index, "record_instances", stuck)
+    monkeypatch.setattr(node.indexer, "stop", functools.partial(node.indexer.stop, timeout=0.2))
+    try:
+        assert storescu(node.port, SOURCE).returncode == 0
+    finally:
+        node.stop()  # the row is still being written
+    try:
+        assert node._running_marker.exists(), "stopped with an unwritten row but told the next start all was indexed"
+    finally:
+        released.set()
 
 
 def test_an_index_row_that_cannot_be_written_costs_no_instance(tmp_path: Path, monkeypatch) -> None:

@@ -86,3 +86,15 @@ def test_a_rebuild_lost_with_its_worker_is_done_again() -> None:
     assert schedule.poll(jobs.submit, now=1.0)
     with pytest.raises(ValueError, match="min_interval"):
         TablesSchedule(min_interval=-1)
+
+
+def test_a_rebuild_that_could_not_be_submitted_stays_due() -> None:
+    schedule = TablesSchedule()
+    schedule.study_finished()
+
+    def refused() -> concurrent.futures.Future[float]:
+        raise RuntimeError("cannot schedule new futures after shutdown")
+
+    with pytest.raises(RuntimeError):
+        schedule.poll(refused, now=0.0)
+    assert schedule.due and not schedule.running  # the rebuild at stop still runs

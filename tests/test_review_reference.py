@@ -196,6 +196,25 @@ def test_rejected_contour_no_longer_counts_in_the_study_findings(two_levels, out
     assert "removed" in note
 
 
+@pytest.mark.parametrize("rejected", ["wrist", "forearm"])
+def test_a_frame_whose_contour_was_rejected_stays_on_the_page(two_levels, out_dir, rejected):
+    """The signed version numbers its groups anew: no frame is taken for a study finding's and dropped."""
+    _, images, _ = two_levels
+    study = _study_uid(NERVE)
+    sop = dict(zip(("wrist", "forearm"), _sops(images)))[rejected]
+    automated = read_measurement_report(out_dir / f"SR_{study}.dcm")
+    fid = f"g{automated.groups.index(_group_of(automated, sop)) + 1}"
+    client = _outdir_client(out_dir, images, reference=TABLES)
+    form = _form_for(client, study)
+    form.update({f"decision-{fid}": "reject", f"reason-{fid}": "wrong structure"})
+    assert client.post(f"/study/{study}/signoff", data=form).status_code == 303
+    page = client.get(f"/study/{study}").get_data(as_text=True)
+    frames = re.findall(r'<section class="frame" id="frame-\d+">.*?</section>', page, re.S)
+    assert len(frames) == 2
+    emptied = [frame for frame in frames if "No finding on this frame left in the current version" in frame]
+    assert len(emptied) == 1 and f"{rejected}.dcm" in emptied[0]
+
+
 def test_rejected_study_finding_stays_out_after_a_correction(two_levels, out_dir):
     _, images, _ = two_levels
     study = _study_uid(NERVE)

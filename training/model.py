@@ -128,15 +128,15 @@ class LiteUNet(nn.Module):
         self._conv_stem = nn.Conv2d(1, 32, 3, stride=2, padding=1, bias=False)
         self._bn0 = nn.BatchNorm2d(32, eps=1e-3, momentum=0.01)
         blocks, c = [], 32
-        self.skip_after: list[int] = []
+        stage_ends = []
         for expand, kernel, stride, c_out, repeats in LITE0_STAGES:
             for r in range(repeats):
                 blocks.append(_MBConv(c, c_out, expand, kernel, stride if r == 0 else 1))
                 c = c_out
-            self.skip_after.append(len(blocks) - 1)
+            stage_ends.append(len(blocks) - 1)
         self._blocks = nn.ModuleList(blocks)
-        # Stage ends at strides 2 (16 ch), 4 (24), 8 (40), 16 (112) and 32 (320).
-        self.skip_blocks = (self.skip_after[0], self.skip_after[1], self.skip_after[2], self.skip_after[4])
+        # Skips: the last block at strides 2 (16 ch), 4 (24), 8 (40) and 16 (112); the encoder ends at 32 (320).
+        self.skip_blocks = frozenset(stage_ends[k] for k in (0, 1, 2, 4))
         skip_channels = (112, 40, 24, 16, decoder_widths[-1])
         self.full_res = _block(1, decoder_widths[-1])
         self.reducers = nn.ModuleList()
@@ -161,13 +161,20 @@ class LiteUNet(nn.Module):
         return self.head(y)
 
     def load_imagenet_encoder(self, path: str) -> int:
-        """Load the EfficientNet-Lite0 ImageNet weights (the stem's RGB filters summed); returns tensors loaded."""
+        """Load the EfficientNet-Lite0 ImageNet weights (the stem's RGB filters summed); returns tensors loaded.
+
+        Every encoder tensor must be in the file with its shape (the classifier head in the file is not
+        used); anything else is refused rather than silently left at random.
+        """
         state = torch.load(path, map_location="cpu")
         state["_conv_stem.weight"] = state["_conv_stem.weight"].sum(dim=1, keepdim=True)
-        own = self.state_dict()
-        picked = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-        self.load_state_dict(picked, strict=False)
-        return len(picked)
+        encoder = {k: v for k, v in self.state_dict().items() if k.startswith(("_conv_stem.", "_bn0.", "_blocks."))}
+        wrong = [k for k, v in encoder.items() if k not in state or state[k].shape != v.shape]
+        if wrong:
+            raise ValueError(f"{path}: not EfficientNet-Lite0 encoder weights ({len(wrong)} tensors missing or "
+                             f"of another shape, e.g. {wrong[0]})")
+        self.load_state_dict({k: state[k] for k in encoder}, strict=False)
+        return len(encoder)
 
 
 def imagenet_lite0_weights() -> str:

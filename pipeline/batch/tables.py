@@ -2,7 +2,7 @@
 
 ``measurements.csv`` (one row per measurement, CONTRACT.md section 2),
 ``errors.csv`` (one row per input that could not be analysed, or not fully)
-and ``summary.csv`` (per study, structure, side and measurement). Cells are
+and ``summary.csv`` (per study, structure, level, side and measurement: images, frames, statistics). Cells are
 plain strings: floats are written with :func:`repr` (the shortest text that
 reads back to the same double), so equal results give byte-identical files
 whichever machine or process computed them.

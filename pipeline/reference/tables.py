@@ -254,5 +254,3 @@ class ReferenceTables:
         """Every z-score model of ``structure``'s ``measurement`` (any device)."""
         return tuple(m for m in self.zscore_models if m.structure == structure and m.measurement == measurement)
 
-
-EMPTY_COEFFICIENTS: Mapping[str, float] = {}

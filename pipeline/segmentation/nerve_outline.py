@@ -304,11 +304,10 @@ def refine_outline(
     width = math.sqrt(max(fwhm**2 - psf**2 - (2.3548 * SMOOTH_SIGMA_PX) ** 2, 0.0))
 
     move = np.clip(ridge - width / 2.0, -p.max_shift * r_eq, p.max_shift * r_eq)
-    # Normals without a rim keep the level border; blended along the contour (normalised smoothing).
+    # Normals without a rim keep the level border, eased into the rim's shift along the contour: the
+    # smoothed shift of the rim normals (zero elsewhere) fades out with distance from them.
     weight = is_rim.astype(np.float32)
-    smooth_w = _circular_smooth(weight, p.smooth_points)
-    blended = _circular_smooth((move * weight).astype(np.float32), p.smooth_points) / np.maximum(smooth_w, 1e-6)
-    move = np.where(is_rim, move, smooth_w * blended)
+    move = np.where(is_rim, move, _circular_smooth((move * weight).astype(np.float32), p.smooth_points))
     contour = points + normal * move[:, None]
     ridge_pts = points + normal * np.where(is_rim, ridge, move)[:, None]
     return RefinedOutline(contour, base, ridge_pts, share, width, psf)

@@ -224,8 +224,7 @@ def _clean_header(path: str, parsed: Dataset | None = None) -> Dataset | None:
                     check_elements(item)
         except Exception:  # noqa: BLE001 - the malformed element is what got the image refused
             continue
-        if element.tag != 0x7FE00010:  # the pixels are not part of a header
-            header.add(element)
+        header.add(element)  # header_dataset below drops the pixel data
     if hasattr(raw, "file_meta"):
         header.file_meta = raw.file_meta
     needed = ("SOPClassUID", "SOPInstanceUID", "StudyInstanceUID", "Rows", "Columns")
@@ -312,7 +311,7 @@ class _Study:
         try:
             result = self.analyzer.analyze(image, on_frame=on_frame)
         except Exception as exc:  # noqa: BLE001 - a hook's fault (an overlay folder) refuses this image only
-            self.refuse(file, INTERNAL_ERROR, internal_error(file.path, "analysing", exc))
+            self.refuse(file, INTERNAL_ERROR, internal_error(file.path, "analysing", exc), header)
             return
         finally:
             del image
