@@ -24,6 +24,7 @@ from pipeline.cine.clip import start_clip_analysis
 from pipeline.cine.detector import FasciculationDetector
 from pipeline.cine.result import FasciculationResult
 from pipeline.errors import INTERNAL_ERROR, CalibrationError, MskusInputError, internal_error
+from pipeline.inpaint import inpaint_missing
 from pipeline.loading import UltrasoundFrame, UltrasoundImage, load_ultrasound
 from pipeline.measurements.echogenicity import colour_pixel_mask
 from pipeline.measurements.muscle import MuscleMeasurement, measure_muscle
@@ -36,7 +37,6 @@ from pipeline.measurements.vascularity import (
     FrameDoppler,
     Vascularity,
     detect_colour_flow,
-    inpaint_colour,
     measure_vascularity,
 )
 from pipeline.protocols import Laterality, Protocol, ProtocolChoice, ProtocolRules, laterality_of
@@ -212,7 +212,7 @@ def analyze_frame(
         seg_gray, seg_exclude = frame.gray, exclude
         if colour is not None:
             missing = colour if flow.mask is None else colour | flow.mask
-            seg_gray = inpaint_colour(frame.gray, missing, cal.tissue_box)
+            seg_gray = inpaint_missing(frame.gray, missing, cal.tissue_box)
             if seg_gray is not frame.gray:
                 seg_exclude = annotations
                 base["doppler"] = doppler = dataclasses.replace(doppler, inpainted=True)

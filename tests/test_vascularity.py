@@ -23,6 +23,7 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import ExplicitVRLittleEndian, JPEGBaseline8Bit
 
 from pipeline.analysis import analyze_frame, measurement_rows
+from pipeline.inpaint import inpaint_missing
 from pipeline.batch import BatchOptions, run_batch
 from pipeline.loading import load_ultrasound
 from pipeline.measurements.nerve import contour_mask
@@ -31,7 +32,6 @@ from pipeline.measurements.vascularity import (
     NO_COLOUR_FLOW,
     DopplerHeader,
     detect_colour_flow,
-    inpaint_colour,
     vascularity_grade,
 )
 from pipeline.overlay import draw_overlay
@@ -322,7 +322,7 @@ def test_segmenter_sees_colour_in_painted_and_csa_does_not_move(case, files, tmp
 
 def test_inpaint_leaves_frames_without_colour_alone():
     gray = np.full((20, 20), 90, np.uint8)
-    assert inpaint_colour(gray, np.zeros((20, 20), bool)) is gray
+    assert inpaint_missing(gray, np.zeros((20, 20), bool)) is gray
 
 
 # --------------------------------------------------------------------------------------

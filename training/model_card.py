@@ -466,7 +466,7 @@ recorded (`python -m training.evaluate_nerve --record` re-records them and rewri
 - No pixel size is known for the real data: nothing here validates mm values; CSA accuracy in mm² is
   checked on the synthetic and physics-simulated phantoms (`benchmarks/accuracy.py`).
 - Short-axis nerve images only; the network was never shown longitudinal views, muscle-only images or
-  colour Doppler (colour pixels are filled with the tissue median before inference).
+  colour Doppler (colour pixels and burned-in annotations are in-painted from the grey around them before inference, `pipeline/inpaint.py`).
 """
 
 

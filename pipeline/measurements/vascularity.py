@@ -65,7 +65,6 @@ __all__ = [
     "FrameDoppler",
     "Vascularity",
     "detect_colour_flow",
-    "inpaint_colour",
     "measure_vascularity",
     "vascularity_grade",
 ]
@@ -119,9 +118,6 @@ MIN_SCALE_LENGTH_PX = 16
 #: and flat (SD at most ``MARKER_SURROUND_SD``), unlike the speckle around a vessel.
 MARKER_SURROUND_LUMA = 16
 MARKER_SURROUND_SD = 3.0
-#: Pixels of colour in-painted beyond the colour itself (anti-aliasing, chroma bleed).
-INPAINT_MARGIN_PX = 1
-INPAINT_RADIUS_PX = 3
 
 #: The vessel-count grade (CONTRACT.md section 4).
 GRADE_SCHEME = (
@@ -652,31 +648,3 @@ def measure_vascularity(
         flow_pixels=np.column_stack([xs, ys]).astype(np.int32),
         vessel_sizes_px=sizes,
     )
-
-
-def inpaint_colour(gray: np.ndarray, colour: np.ndarray, box: PixelBox | None = None) -> np.ndarray:
-    """The gray frame with the colour pixels in-painted from the grey around them.
-
-    The luma of a colour-flow pixel is the colour's, not the tissue's: a
-    segmenter would take a red or yellow vessel for bright tissue. Colour
-    pixels (plus ``INPAINT_MARGIN_PX``) inside ``box`` are treated as missing
-    and filled from their surroundings (Telea's fast-marching in-painting).
-    Returns ``gray`` itself when there is nothing to fill.
-    """
-    mask = np.asarray(colour, dtype=bool)
-    if box is not None:
-        region = _box_mask(mask.shape, [box])
-        mask = mask & region
-    if not mask.any():
-        return gray
-    ys, xs = np.nonzero(mask)
-    pad = INPAINT_MARGIN_PX + INPAINT_RADIUS_PX + 2
-    y0, y1 = max(0, int(ys.min()) - pad), min(gray.shape[0], int(ys.max()) + pad + 1)
-    x0, x1 = max(0, int(xs.min()) - pad), min(gray.shape[1], int(xs.max()) + pad + 1)
-    sub: np.ndarray = mask[y0:y1, x0:x1].astype(np.uint8)
-    if INPAINT_MARGIN_PX:
-        size = 2 * INPAINT_MARGIN_PX + 1
-        sub = cv2.dilate(sub, np.ones((size, size), np.uint8))
-    out = gray.copy()
-    out[y0:y1, x0:x1] = cv2.inpaint(np.ascontiguousarray(gray[y0:y1, x0:x1]), sub, INPAINT_RADIUS_PX, cv2.INPAINT_TELEA)
-    return out

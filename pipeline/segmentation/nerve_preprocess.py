@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from pipeline.inpaint import inpaint_missing
+
 __all__ = ["Letterbox", "MIN_INPUT_SD", "letterbox", "normalize_input"]
 
 #: Lower bound of the SD used to standardise the input (gray levels / 255).
@@ -74,8 +76,9 @@ def normalize_input(image: np.ndarray, valid: np.ndarray) -> np.ndarray:
 
 
 def _fill_excluded(roi: np.ndarray, excluded: np.ndarray | None) -> np.ndarray:
+    """The network's view of ``roi`` (uint8): burned-in annotations in-painted (:mod:`pipeline.inpaint`)."""
     if excluded is None or not excluded.any():
         return roi
-    out = roi.copy()
-    out[excluded] = np.median(roi[~excluded]) if (~excluded).any() else 0
-    return out
+    if excluded.all():
+        return np.zeros_like(roi)
+    return inpaint_missing(roi, excluded)
