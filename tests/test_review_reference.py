@@ -102,6 +102,18 @@ def _sops(images: Path) -> tuple[str, str]:
     return wrist, forearm
 
 
+def _reject_contour(out_dir: Path, images: Path, sop: str):
+    """Sign the nerve study off with the contour on ``sop`` rejected, every other finding accepted; the client."""
+    study = _study_uid(NERVE)
+    automated = read_measurement_report(out_dir / f"SR_{study}.dcm")
+    fid = f"g{automated.groups.index(_group_of(automated, sop)) + 1}"
+    client = _outdir_client(out_dir, images, reference=TABLES)
+    form = _form_for(client, study)
+    form.update({f"decision-{fid}": "reject", f"reason-{fid}": "wrong structure"})
+    assert client.post(f"/study/{study}/signoff", data=form).status_code == 303
+    return client
+
+
 # -- the rows the review rebuilds from the SR are those of the analysis ---------------------------------
 
 
@@ -177,13 +189,7 @@ def test_corrected_area_gets_its_own_flag_and_the_study_findings_are_recomputed(
 def test_rejected_contour_no_longer_counts_in_the_study_findings(two_levels, out_dir):
     _, images, _ = two_levels
     study = _study_uid(NERVE)
-    _, forearm_sop = _sops(images)
-    automated = read_measurement_report(out_dir / f"SR_{study}.dcm")
-    fid = f"g{automated.groups.index(_group_of(automated, forearm_sop)) + 1}"
-    client = _outdir_client(out_dir, images, reference=TABLES)
-    form = _form_for(client, study)
-    form.update({f"decision-{fid}": "reject", f"reason-{fid}": "wrong structure"})
-    assert client.post(f"/study/{study}/signoff", data=form).status_code == 303
+    _reject_contour(out_dir, images, _sops(images)[1])
     path = out_dir / "verified" / f"SR_{study}_verified_1.dcm"
     assert _dciodvfy_errors(path) == []
     verified = read_measurement_report(path)
@@ -201,13 +207,7 @@ def test_a_frame_whose_contour_was_rejected_stays_on_the_page(two_levels, out_di
     """The signed version numbers its groups anew: no frame is taken for a study finding's and dropped."""
     _, images, _ = two_levels
     study = _study_uid(NERVE)
-    sop = dict(zip(("wrist", "forearm"), _sops(images)))[rejected]
-    automated = read_measurement_report(out_dir / f"SR_{study}.dcm")
-    fid = f"g{automated.groups.index(_group_of(automated, sop)) + 1}"
-    client = _outdir_client(out_dir, images, reference=TABLES)
-    form = _form_for(client, study)
-    form.update({f"decision-{fid}": "reject", f"reason-{fid}": "wrong structure"})
-    assert client.post(f"/study/{study}/signoff", data=form).status_code == 303
+    client = _reject_contour(out_dir, images, dict(zip(("wrist", "forearm"), _sops(images)))[rejected])
     page = client.get(f"/study/{study}").get_data(as_text=True)
     frames = re.findall(r'<section class="frame" id="frame-\d+">.*?</section>', page, re.S)
     assert len(frames) == 2
