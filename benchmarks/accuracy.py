@@ -18,6 +18,12 @@ Data sets (results printed as a table and written as JSON):
   the shipped nerve segmenter (confidence floor applied) on the model's fixed
   validation split: hit rate, Dice on hits, area error (median absolute and
   signed mean), precision, vessels reported as nerves (``training/evaluate_nerve.py``).
+- ``--usgra-test DIR``: the 40 test images the usgra-seg authors held out
+  (``dataset/test`` of ``git clone https://github.com/tmkand/usgra-seg``,
+  CC-BY-4.0; same scanner and annotator, not in ``../shared``): the same
+  nerve figures on images no model, outline fit or calibration has seen.
+  Both nerve sets also report the signed median area error and a 95 %
+  bootstrap interval of the signed mean (images resampled).
 - ``../shared/data/real/calibrated-dicom/``: nerves reported on two real scanner
   frames that hold none (must be 0).
 - ``../shared/data/real/dl-track-apo-train/`` (Apache-2.0, DL_Track): muscle
@@ -34,7 +40,7 @@ at, on stderr and under ``"missing"`` in the JSON, and left out of the report.
 
 Usage::
 
-    .venv/bin/python benchmarks/accuracy.py [--json benchmarks/results/accuracy.json] [--shared DIR]
+    .venv/bin/python benchmarks/accuracy.py [--json benchmarks/results/accuracy.json] [--shared DIR] [--usgra-test DIR]
 """
 
 from __future__ import annotations
@@ -54,15 +60,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.analysis import analyze_image  # noqa: E402
+from pipeline.annotations import burned_in_annotation_mask  # noqa: E402
 from pipeline.calibration import PixelBox  # noqa: E402
 from pipeline.errors import MskusInputError  # noqa: E402
 from pipeline.geometry import dice_coefficient, polygon_area  # noqa: E402
 from pipeline.loading import load_ultrasound  # noqa: E402
-from pipeline.annotations import burned_in_annotation_mask  # noqa: E402
 from pipeline.measurements.muscle import ThicknessSite, measure_muscle  # noqa: E402
 from pipeline.measurements.nerve import contour_mask  # noqa: E402
-from pipeline.protocols import Protocol  # noqa: E402
 from pipeline.segmentation import ClassicalNerveSegmenter  # noqa: E402
 from pipeline.segmentation.factory import make_segmenter  # noqa: E402
 from pipeline.settings import default_analyzer  # noqa: E402
@@ -352,17 +356,29 @@ def dl_track() -> dict:
     }
 
 
-def usgra() -> dict:
-    """The shipped nerve default on the fixed validation split of usgra-seg-train (what the pipeline reports:
-    calibrated confidence, floor applied); figures as ``training/evaluate_nerve.py`` defines them."""
-    from training.calibrate_nerve_confidence import FlooredSegmenter
-    from training.evaluate_nerve import evaluate, validation_names
+def nerve_set(folder: Path, names: list[str]) -> dict:
+    """The shipped nerve default on ``names`` of a set laid out as usgra-seg (``images/``, ``masks/``)."""
+    from training.evaluate_nerve import reported_figures
 
     segmenter = make_segmenter()
-    floor = float(getattr(segmenter, "min_confidence", 0.0))
-    figures = evaluate(FlooredSegmenter(segmenter, floor), validation_names(), folder=SHARED / "real" / "usgra-seg-train")
+    figures = reported_figures(segmenter, names, folder=folder)
     figures.pop("per_image", None)
-    return {"segmenter": f"{segmenter.name} {segmenter.version}", "min_confidence": floor, **figures}
+    return {"segmenter": f"{segmenter.name} {segmenter.version}", **figures}
+
+
+def usgra() -> dict:
+    """The shipped nerve default on the fixed validation split of usgra-seg-train."""
+    from training.evaluate_nerve import validation_names
+
+    return nerve_set(SHARED / "real" / "usgra-seg-train", validation_names())
+
+
+def usgra_test(folder: Path) -> dict:
+    """The shipped nerve default on the 40 test images the usgra-seg authors held out (``dataset/test`` of
+    tmkand/usgra-seg, CC-BY-4.0; not in ../shared and never trained on, fitted or calibrated on)."""
+    from training.evaluate_nerve import all_names
+
+    return nerve_set(folder, all_names(folder))
 
 
 def no_nerve_frames() -> dict:
@@ -408,14 +424,19 @@ def print_report(report: dict) -> None:
     d = report.get("dl_track")
     if d:
         print(f"dl-track-us aponeurosis: measured {_fmt(d['measured_px'], '{:.1f}')} px vs mask gap {_fmt(d['mask_gap_px'], '{:.0f}')} px")
-    u = report.get("usgra")
-    if u:
+    for key, title in (("usgra", "usgra-seg-train validation"), ("usgra_test", "usgra-seg authors' test set")):
+        u = report.get(key)
+        if not u:
+            continue
         err = u.get("area_error_px") or {}
+        ci = err.get("mean_signed_relative_95ci") or [None, None]
         print(
-            f"usgra-seg-train validation ({u['images']} images, {u['segmenter']}, floor {u['min_confidence']}): "
+            f"{title} ({u['images']} images, {u['true_nerve_regions']} nerves, {u['segmenter']}, floor {u['min_confidence']}): "
             f"hit rate {_fmt(u['hit_rate'], '{:.1%}')}, Dice on hits {_fmt(u['dice_on_hits'])}, area error median abs "
-            f"{_fmt(err.get('median_abs_relative'), '{:.1%}')} (signed mean {_fmt(err.get('mean_signed_relative'), '{:+.1%}')}), "
-            f"precision {_fmt(u['precision'], '{:.1%}')}, vessels reported {_fmt(u['vessel_fp_rate'], '{:.1%}')}"
+            f"{_fmt(err.get('median_abs_relative'), '{:.1%}')}, signed mean {_fmt(err.get('mean_signed_relative'), '{:+.1%}')} "
+            f"(95 % CI {_fmt(ci[0], '{:+.1%}')} to {_fmt(ci[1], '{:+.1%}')}), signed median "
+            f"{_fmt(err.get('median_signed_relative'), '{:+.1%}')}, precision {_fmt(u['precision'], '{:.1%}')}, "
+            f"vessels reported {u['vessel_fp']}/{u['reported_nerves']}"
         )
     for name, r in report.get("no_nerve_frames", {}).items():
         print(f"{name} (no nerve in it): {r['nerves']} nerves reported; {r['reason']}")
@@ -441,6 +462,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="DIR",
         help="folder holding simulated/pymust and real/... (default: $MSKUS_SHARED_DATA or ../shared/data: %(default)s)",
     )
+    parser.add_argument(
+        "--usgra-test",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="the usgra-seg authors' held-out test set (dataset/test of a clone of github.com/tmkand/usgra-seg): "
+        "the shipped nerve default on it as well",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     global SHARED
@@ -461,6 +490,12 @@ def main(argv: list[str] | None = None) -> int:
         report["dl_track"] = dl_track()
     if not args.skip_usgra and "usgra" not in missing:
         report["usgra"] = usgra()
+    if args.usgra_test is not None:
+        if (args.usgra_test / "images").is_dir():
+            report["usgra_test"] = usgra_test(args.usgra_test)
+        else:
+            print(f"accuracy: --usgra-test {args.usgra_test} has no images/ folder; left out", file=sys.stderr)
+            missing["usgra_test"] = str(args.usgra_test)
     if "calibrated_dicom" not in missing:
         report["no_nerve_frames"] = no_nerve_frames()
     if "dl_track_apo" not in missing:

@@ -97,8 +97,7 @@ def test_opencv_inference_reproduces_recorded_subset_figures(net):
     pipeline reports it (calibrated confidence, floor applied); ``learned_network_outline``: the
     same with the network's own outline.
     """
-    from training.calibrate_nerve_confidence import FlooredSegmenter
-    from training.evaluate_nerve import evaluate
+    from training.evaluate_nerve import FlooredSegmenter, evaluate
 
     recorded = META["validation_subset"]
     names = sorted(p.name for p in (USGRA_SUBSET / "images").glob("*.png"))

@@ -202,14 +202,31 @@ def test_subset_figures_vessels_are_not_nerves():
     The issue's hit-rate, Dice and area targets are not met (models/MODEL_CARD.md); they are not
     asserted here.
     """
-    from training.calibrate_nerve_confidence import FlooredSegmenter
-    from training.evaluate_nerve import evaluate
+    from training.evaluate_nerve import FlooredSegmenter, evaluate
 
     seg = factory.make_segmenter()
     names = sorted(p.name for p in (USGRA_SUBSET / "images").glob("*.png"))
     got = evaluate(FlooredSegmenter(seg, seg.min_confidence), names, folder=USGRA_SUBSET)
     assert got["reported_nerves"] > 0
     assert got["vessel_fp_rate"] <= 0.02
+
+
+def test_reported_figures_carry_the_floor_the_signed_median_and_an_interval():
+    """What the accuracy benchmark reports for a nerve set: evaluate's figures with the floor applied, plus the
+    signed median and a bootstrap interval of the signed mean that holds the mean and repeats exactly."""
+    from training.evaluate_nerve import FlooredSegmenter, evaluate, reported_figures
+
+    seg = factory.make_segmenter()
+    names = sorted(p.name for p in (USGRA_SUBSET / "images").glob("*.png"))
+    got = reported_figures(seg, names, folder=USGRA_SUBSET)
+    plain = evaluate(FlooredSegmenter(seg, seg.min_confidence), names, folder=USGRA_SUBSET)
+    assert got["min_confidence"] == seg.min_confidence
+    assert got["reported_nerves"] == plain["reported_nerves"] and got["hit_rate"] == plain["hit_rate"]
+    err = got["area_error_px"]
+    low, high = err["mean_signed_relative_95ci"]
+    assert low < err["mean_signed_relative"] < high
+    assert err["median_signed_relative"] is not None
+    assert reported_figures(seg, names, folder=USGRA_SUBSET)["area_error_px"]["mean_signed_relative_95ci"] == [low, high]
 
 
 # --------------------------------------------------------------------------------------

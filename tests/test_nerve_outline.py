@@ -115,12 +115,13 @@ def test_outline_settings_are_validated_and_recorded():
     recorded = shipped.parameters.as_dict()
     for key in ("outline", "outline_level", "outline_rim", "outline_min_prominence", "outline_min_rim_share"):
         assert key in recorded
+    # A segmenter built in code without settings behaves as the shipped one.
+    assert LearnedNerveParameters() == shipped.settings
 
 
 def test_refined_areas_are_closer_to_the_annotation_on_the_real_subset():
     """8 real validation images: same hits, smaller median and signed area error, Dice kept."""
-    from training.calibrate_nerve_confidence import FlooredSegmenter
-    from training.evaluate_nerve import evaluate
+    from training.evaluate_nerve import FlooredSegmenter, evaluate
 
     names = sorted(p.name for p in (USGRA_SUBSET / "images").glob("*.png"))
     shipped = factory.make_segmenter().settings

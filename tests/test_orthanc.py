@@ -23,9 +23,23 @@ class Orthanc:
 
     def __init__(self, folder: Path, node_port: int) -> None:
         self.executable = require_tool("Orthanc", "orthanc")
-        self.http_port = free_port()
-        self.dicom_port = free_port()
         folder.mkdir(parents=True, exist_ok=True)
+        # A port found free can be taken by another process before Orthanc binds it: try fresh ones.
+        for attempt in range(3):
+            try:
+                self._start(folder, node_port)
+                return
+            except AssertionError:
+                if attempt == 2 or b"already in use" not in (folder / "orthanc.log").read_bytes():
+                    raise
+
+    def _start(self, folder: Path, node_port: int) -> None:
+        ports: list[int] = []
+        while len(ports) < 2:
+            port = free_port()
+            if port != node_port and port not in ports:
+                ports.append(port)
+        self.http_port, self.dicom_port = ports
         config = {
             "Name": "mskus-test-pacs",
             "StorageDirectory": str(folder / "storage"),
@@ -45,7 +59,11 @@ class Orthanc:
         self.config_path.write_text(json.dumps(config))
         self.log = open(folder / "orthanc.log", "wb")
         self.process = subprocess.Popen([self.executable, str(self.config_path)], stdout=self.log, stderr=subprocess.STDOUT)
-        wait_for(self._up, timeout=60)
+        try:
+            wait_for(self._up, timeout=60)
+        except AssertionError:
+            self.log.close()
+            raise
 
     def _up(self) -> bool:
         try:

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from training.data import Example, augment, elastic_field, synthetic_examples
+import json
+
+import pytest
+
+from pipeline.segmentation.nerve_model import DEFAULT_MODEL_PATH, metadata_path
+from training.data import Example, augment, elastic_field, fold_names, split_names, synthetic_examples
 
 
 def _disk_example(size: int = 200, radius: float = 30.0) -> Example:
@@ -59,3 +64,19 @@ def test_centre_inside_synthetic_labels_are_smaller_than_fillpoly():
         assert np.array_equal(t.image, c.image)
         # same scene; cv2.fillPoly also paints the pixels the outline touches
         assert 0 < (c.labels == 1).sum() < (t.labels == 1).sum()
+
+
+def test_cross_validation_folds_partition_the_training_split_only():
+    """Every training name is held out by exactly one fold; no fold touches the fixed validation split."""
+    meta = json.loads(metadata_path(DEFAULT_MODEL_PATH).read_text())
+    train, val = split_names(meta["split"]["train"] + meta["split"]["validation"])
+    folds = [fold_names(train, k, 3) for k in range(3)]
+    held = [name for _, out in folds for name in out]
+    assert sorted(held) == sorted(train) and len(held) == len(set(held))
+    for kept, out in folds:
+        assert sorted(kept + out) == sorted(train) and not set(out) & set(kept)
+        assert not (set(kept) | set(out)) & set(val)
+        assert 0.3 * len(train) < len(out) < 0.37 * len(train)
+    assert fold_names(list(reversed(train)), 1, 3) == folds[1], "the folds depend on the names, not their order"
+    with pytest.raises(ValueError, match="fold"):
+        fold_names(train, 2, 2)

@@ -59,9 +59,11 @@ from pipeline.segmentation.nerve_confidence import ConfidenceCalibration  # noqa
 from pipeline.segmentation.nerve_model import DEFAULT_MODEL_PATH, NerveNet, metadata_path  # noqa: E402
 from training.evaluate_nerve import (  # noqa: E402
     HIT_DICE,
+    FlooredSegmenter,
     _model_runtime,
     evaluate,
     load_example,
+    reported_figures,
     settings_record,
     shipped_learned_parameters,
     true_nerve_regions,
@@ -75,16 +77,6 @@ BINS = (0.0, 0.5, 0.8, 0.9)
 REQUIRED_AT, REQUIRED_SHARE = 0.8, 0.95
 #: Scores this close above a stored block bound count to the block below it (see :func:`block_check`).
 BOUND_TOLERANCE = 2e-5
-
-
-class FlooredSegmenter:
-    """A segmenter's nerves at or above a confidence floor: what the pipeline reports."""
-
-    def __init__(self, inner: LearnedNerveSegmenter, floor: float) -> None:
-        self.inner, self.floor = inner, floor
-
-    def segment(self, gray, box, *, mm_per_px=None, exclude=None):  # type: ignore[no-untyped-def]
-        return [s for s in self.inner.segment(gray, box, mm_per_px=mm_per_px, exclude=exclude) if s.confidence >= self.floor]
 
 
 def _figures(summary: dict) -> dict:
@@ -262,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     meta_file.write_text(json.dumps(meta, indent=2) + "\n")
 
     # What the pipeline reports: the calibrated confidence with the shipped floor applied, both outlines.
+    # The network is read again so that its segmenters calibrate with the map just written, not the old one.
+    net = NerveNet(args.model)
     floor = shipped.min_confidence
     val_names = validation_names(args.model)
     train_names = list(meta["split"]["train"])
@@ -283,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         info = {"min_confidence": floor, **settings_record(params)}
         if _model_runtime(seg.inner):
             info["model_runtime"] = _model_runtime(seg.inner)
-        meta["validation"][key] = {**info, **_figures(evaluate(seg, val_names))}
+        meta["validation"][key] = {**info, **_figures(reported_figures(seg.inner, val_names))}
         meta["training_split"][key] = {**info, **_figures(evaluate(seg, train_names))}
         meta["validation_subset"][keys[outline]] = {**info, **_figures(evaluate(seg, subset, folder=TEST_SUBSET))}
     meta_file.write_text(json.dumps(meta, indent=2) + "\n")

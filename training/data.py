@@ -45,6 +45,22 @@ def split_names(names: list[str] | None = None, n_val: int = N_VALIDATION, seed:
     return train, val
 
 
+def fold_names(train: list[str], fold: int, folds: int, seed: int = SPLIT_SEED) -> tuple[list[str], list[str]]:
+    """(trained on, held out) for cross-validation fold ``fold`` (0-based) of ``folds`` over the training names.
+
+    A seeded permutation of the sorted names dealt round-robin into ``folds``
+    parts; every training name is held out by exactly one fold. The fixed
+    validation split is never part of it.
+    """
+    if not 0 <= fold < folds or folds < 2:
+        raise ValueError(f"fold must lie in 0..{folds - 1} with at least 2 folds, got {fold} of {folds}")
+    names = sorted(train)
+    order = np.random.default_rng(seed + 1).permutation(len(names))
+    held = sorted(names[i] for i in order[fold::folds])
+    kept = sorted(set(names) - set(held))
+    return kept, held
+
+
 @dataclass
 class Example:
     """One training image, pre-resized so its longer side is ``base`` pixels."""

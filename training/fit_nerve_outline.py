@@ -11,14 +11,23 @@ error lies within ±5 %, the one with the smallest training median absolute
 area error; candidates within 0.5 points of it are tied and the one with the
 smallest absolute training signed mean wins.
 
+With ``--fold-models`` the training figures are out-of-fold: each training
+image is segmented by the cross-validation network that did not see it
+(``training/train_nerve_segmenter.py --fold K/N``; the held-out names are read
+from each network's JSON), so the chosen level does not reflect how well a
+network fits its own training images. The phantoms are scored with
+``--model``, the network that would ship. Fold networks carry no confidence
+map: their floor applies to the raw score.
+
 Usage::
 
-    .venv/bin/python -m training.fit_nerve_outline [--json out.json]
+    .venv/bin/python -m training.fit_nerve_outline [--model M.onnx] [--fold-models F0.onnx F1.onnx] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import sys
@@ -30,16 +39,37 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from pipeline.segmentation.learned_nerve import LearnedNerveParameters, LearnedNerveSegmenter  # noqa: E402
-from pipeline.segmentation.nerve_model import NerveNet  # noqa: E402
-from training.calibrate_nerve_confidence import FlooredSegmenter  # noqa: E402
+from pipeline.segmentation.nerve_model import DEFAULT_MODEL_PATH, NerveNet, metadata_path  # noqa: E402
 from training.data import split_names  # noqa: E402
-from training.evaluate_nerve import all_names, evaluate, sample_data_figures  # noqa: E402
+from training.evaluate_nerve import FlooredSegmenter, all_names, evaluate_out_of_fold, sample_data_figures  # noqa: E402
 
 logger = logging.getLogger("fit_nerve_outline")
 
-LEVELS = (0.0, 0.4, 0.5, 0.6, 0.7)
+LEVELS = (0.0, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 #: Rim gates: (min_prominence, min_rim_share), or None for the level alone.
 RIM_GATES: tuple[tuple[float, float] | None, ...] = (None, (3.0, 0.6), (4.0, 0.6))
+
+
+class CachedNerveNet(NerveNet):
+    """A :class:`NerveNet` that runs the network once per distinct input (the candidates share it)."""
+
+    def __init__(self, path: Path, runtime: str | None = None) -> None:
+        super().__init__(path, runtime)
+        self._cache: dict[bytes, Any] = {}
+
+    def probabilities(self, gray: Any) -> Any:
+        key = hashlib.sha1(gray.tobytes() + repr((gray.shape, str(gray.dtype))).encode()).digest()
+        if key not in self._cache:
+            self._cache[key] = super().probabilities(gray)
+        return self._cache[key]
+
+
+def held_out_names(net: NerveNet) -> list[str]:
+    """The training names a cross-validation network did not see (from its JSON)."""
+    fold = json.loads(metadata_path(net.path).read_text()).get("cross_validation_fold")
+    if not fold:
+        raise SystemExit(f"{net.path} is not a cross-validation network (no cross_validation_fold in its JSON)")
+    return list(fold["held_out"])
 
 
 def candidates() -> list[LearnedNerveParameters]:
@@ -61,9 +91,12 @@ def candidates() -> list[LearnedNerveParameters]:
     return out
 
 
-def score(params: LearnedNerveParameters, net: NerveNet, train: list[str]) -> dict[str, Any]:
+def score(params: LearnedNerveParameters, net: NerveNet, parts: list[tuple[NerveNet, list[str]]]) -> dict[str, Any]:
+    """Training figures over ``parts`` ((network, names) pairs) and phantom figures with ``net``."""
+    real = evaluate_out_of_fold(
+        [(FlooredSegmenter(LearnedNerveSegmenter(n, params), params.min_confidence), names) for n, names in parts]
+    )
     seg = LearnedNerveSegmenter(net, params)
-    real = evaluate(FlooredSegmenter(seg, params.min_confidence), train)
     phantom = sample_data_figures(seg)
     worst = _worst_phantom_error(seg)
     area = real["area_error_px"]
@@ -109,13 +142,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-phantom-error", type=float, default=0.045)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--model", type=Path, default=DEFAULT_MODEL_PATH, help="the network that would ship")
+    parser.add_argument(
+        "--fold-models", type=Path, nargs="*", default=None,
+        help="cross-validation networks whose held-out folds cover the training split (out-of-fold figures)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     train, _ = split_names(all_names())
-    net = NerveNet()
+    net = CachedNerveNet(args.model)
+    if args.fold_models:
+        parts = [(n, held_out_names(n)) for n in (CachedNerveNet(path) for path in args.fold_models)]
+        covered = sorted(name for _, names in parts for name in names)
+        if covered != sorted(train):
+            raise SystemExit("the held-out folds do not cover the training split exactly once")
+    else:
+        parts = [(net, train)]
     rows = []
     for params in candidates():
-        row = score(params, net, train)
+        row = score(params, net, parts)
         rows.append(row)
         t, ph = row["train"], row["phantom"]
         logger.info(
@@ -136,7 +181,14 @@ def main(argv: list[str] | None = None) -> int:
         best = min(tied, key=lambda r: abs(r["train"]["mean_signed_relative"]))
     logger.info("chosen: %s", best["settings"] if best else "none eligible")
     if args.json:
-        args.json.write_text(json.dumps({"candidates": rows, "chosen": best}, indent=2) + "\n")
+        source = {
+            "model": str(args.model),
+            "training_figures": (
+                f"out-of-fold ({len(parts)} cross-validation networks: {', '.join(str(n.path) for n, _ in parts)})"
+                if args.fold_models else "in-sample (the model was trained on these images)"
+            ),
+        }
+        args.json.write_text(json.dumps({**source, "candidates": rows, "chosen": best}, indent=2) + "\n")
     return 0
 
 

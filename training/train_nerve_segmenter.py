@@ -58,11 +58,20 @@ from torch.nn import functional as F  # noqa: E402
 from pipeline.segmentation.nerve_model import CLASSES, file_sha256, metadata_path  # noqa: E402
 from pipeline.segmentation.nerve_preprocess import letterbox, normalize_input  # noqa: E402
 from training import evaluate_nerve, model_card  # noqa: E402
-from training.data import SPLIT_SEED, Example, augment, load_real, split_names, synthetic_examples  # noqa: E402
+from training.data import (  # noqa: E402
+    SPLIT_SEED,
+    Example,
+    augment,
+    fold_names,
+    load_real,
+    split_names,
+    synthetic_examples,
+)
 from training.model import LiteUNet, UNet, count_parameters, imagenet_lite0_weights  # noqa: E402
 
 MODEL_NAME = "nerve_unet"
-MODEL_VERSION = "1.2"
+#: Version written into the model's JSON (and so into every SR) per architecture.
+MODEL_VERSIONS = {"unet": "1.2", "lite-unet": "2.0"}
 OPSET = 17
 ATTRIBUTION = (
     "usgra-seg (tmkand, 2025), CC-BY-4.0: 204 B-mode crops of the brachial plexus, elbow, femoral and "
@@ -108,6 +117,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--bf16", choices=["auto", "on", "off"], default="auto", help="bfloat16 autocast")
     p.add_argument("--out-dir", type=Path, default=REPO / "models")
+    p.add_argument(
+        "--fold", default=None, metavar="K/N",
+        help="cross-validation run over the training split: train without fold K of N (0-based) and monitor on it; "
+        "the fixed validation split is not used and no figures are recorded (training/fit_nerve_outline.py "
+        "--fold-models scores the held-out folds)",
+    )
     p.add_argument("--eval-every", type=int, default=10)
     p.add_argument("--skip-final-eval", action="store_true")
     return p.parse_args(argv)
@@ -236,6 +251,16 @@ def main(argv: list[str] | None = None) -> int:
     train_names, val_names = split_names()
     print(f"split (seed {SPLIT_SEED}): {len(train_names)} train, {len(val_names)} validation")
     print("validation files:", " ".join(val_names), flush=True)
+    fixed_validation = val_names
+    fold = None
+    if args.fold is not None:
+        k, n = (int(v) for v in args.fold.split("/"))
+        trained_on, held_out = fold_names(train_names, k, n)
+        fold = {"index": k, "of": n, "held_out": held_out}
+        # The held-out fold takes the validation split's place, which this run never sees.
+        train_names, val_names = trained_on, held_out
+        args.skip_final_eval = True
+        print(f"fold {k}/{n}: {len(train_names)} trained on, {len(held_out)} held out (monitored)", flush=True)
 
     t0 = time.time()
     train_real = load_real(train_names, base)
@@ -329,7 +354,7 @@ def main(argv: list[str] | None = None) -> int:
 
     meta = {
         "model": onnx_path.name,
-        "model_version": MODEL_VERSION,
+        "model_version": MODEL_VERSIONS[args.architecture],
         "sha256": sha,
         "architecture": architecture,
         "encoder_start": encoder_start,
@@ -344,7 +369,7 @@ def main(argv: list[str] | None = None) -> int:
             "seed": SPLIT_SEED,
             "method": "numpy default_rng(seed).permutation of the sorted file names; first 40 = validation",
             "train": train_names,
-            "validation": val_names,
+            "validation": fixed_validation,
         },
         "training": {
             "seed": args.seed,
@@ -376,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
             "final_model": "last epoch (no selection on the validation split)",
         },
         "data": ATTRIBUTION,
+        "cross_validation_fold": fold,
         "created": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d"),
         "opencv_vs_torch_max_logit_diff": worst,
     }

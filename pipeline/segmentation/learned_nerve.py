@@ -192,8 +192,8 @@ class LearnedNerveParameters:
     outline_level : float
         Nerve-margin level of the refined border where no rim is seen. The
         defaults of the ``outline_*`` settings were chosen on the training
-        split of usgra-seg-train and the sample-data phantoms
-        (``training/fit_nerve_outline.py``, ``training/EXPERIMENTS.md``).
+        split of usgra-seg-train, scored out of fold, and the sample-data
+        phantoms (``training/fit_nerve_outline.py``, ``training/EXPERIMENTS.md``).
     outline_rim : bool
         Rim model where a rim is seen (refined outline only).
     outline_min_prominence : float
@@ -206,8 +206,8 @@ class LearnedNerveParameters:
     min_region_mm2: float = 0.8
     max_nerves: int = 6
     min_confidence: float = 0.5
-    outline: str = "network"
-    outline_level: float = 0.5
+    outline: str = "refined"
+    outline_level: float = 0.7
     outline_rim: bool = True
     outline_min_prominence: float = 3.0
     outline_min_rim_share: float = 0.6
@@ -233,13 +233,14 @@ class LearnedNerveParameters:
 
 
 class LearnedNerveSegmenter:
-    """Nerves as the network's connected nerve regions (no rim model).
+    """Nerves as the network's connected nerve regions, outlined as ``parameters.outline`` says.
 
     Parameters
     ----------
     net : NerveNet or path
         The network (default: the shipped model).
     parameters : LearnedNerveParameters, optional
+        Default: :class:`LearnedNerveParameters` (the shipped settings, refined outline).
     """
 
     name = "mskus-learned-nerve"

@@ -7,11 +7,12 @@ undecided, not where the annotators or CONTRACT.md section 4 put the border.
 1. *Calibrated level.* The border is the ``level`` contour of the nerve
    margin (nerve probability minus the largest other class probability),
    restricted to the region and its surroundings. ``level`` is fitted on the
-   training split of the real scans (``training/fit_nerve_outline.py``); 0 is
-   the network's own outline.
+   training split of the real scans, out of fold (``training/fit_nerve_outline.py``);
+   0 is the network's own outline.
 2. *Rim model* (CONTRACT.md section 4). The gray image is sampled along the
-   normals of that contour (``n_points`` equally spaced points, ``±search``
-   equivalent radii). Where a bright rim is seen on a normal (a ridge higher
+   normals of that contour (``n_points`` equally spaced points, ``search``
+   equivalent radii inward, and outward as far past the network's outline).
+   Where a bright rim is seen on a normal (a ridge higher
    than the levels both inside and outside it by ``min_prominence`` noise
    SDs), the border is placed half the blur-corrected rim width inside the
    ridge: the rim's blurred width (FWHM of the ridge-aligned median profile)
@@ -260,9 +261,12 @@ def refine_outline(
     px_per_mm = 1.0 / mm_per_px if mm_per_px else r_eq / p.nominal_radius_mm
     normal = _outward_normals(points)
     half = max(2.0, p.search * r_eq)  # ridge search, px either side of the level border
-    reach = half + 1.2 * px_per_mm  # profile: room for the levels 0.6-1.0 mm beside the ridge
+    # A level contour well inside the network's outline can leave the rim's ridge beyond a band around
+    # it: outward, the search reaches as far past the network's outline as it would past the level border.
+    outward = half + max(0.0, math.sqrt(max(polygon_area(contour_px), 1.0) / math.pi) - r_eq)
+    side = 1.2 * px_per_mm  # profile: room for the levels 0.6-1.0 mm beside the ridge
     step = 0.5
-    offsets = np.arange(-reach, reach + step / 2, step)
+    offsets = np.arange(-(half + side), outward + side + step / 2, step)
     map_x = (points[:, 0:1] + normal[:, 0:1] * offsets[None, :]).astype(np.float32)
     map_y = (points[:, 1:2] + normal[:, 1:2] * offsets[None, :]).astype(np.float32)
     image = roi.astype(np.float32)
@@ -273,7 +277,7 @@ def refine_outline(
     # Ridge per normal on profiles smoothed along the contour, then a smooth ridge line.
     score = _circular_smooth(profiles, 1.5)
     n_off = len(offsets)
-    search = np.abs(offsets) <= half
+    search = (offsets >= -half) & (offsets <= outward)
     first = int(np.argmax(search))
     ridge_idx = first + np.argmax(score[:, search], axis=1)
     ridge = _circular_smooth(_circular_median(offsets[ridge_idx], 5), 1.0).astype(np.float64)
@@ -285,7 +289,7 @@ def refine_outline(
     inside_level = _masked_median(score, inside_sel)
     outside_level = _masked_median(score, outside_sel)
     rows = np.arange(p.n_points)
-    ridge_pos = (ridge + reach) / step
+    ridge_pos = (ridge - offsets[0]) / step
     lo = np.clip(np.floor(ridge_pos).astype(int), 0, n_off - 1)
     frac = ridge_pos - np.floor(ridge_pos)
     peak = score[rows, lo] * (1 - frac) + score[rows, np.minimum(lo + 1, n_off - 1)] * frac
