@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 import json
 
+import numpy as np
 import pytest
 
 from pipeline.segmentation.nerve_model import DEFAULT_MODEL_PATH, metadata_path
