@@ -13,8 +13,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from pipeline import __version__
+from pipeline.measurements.muscle_parameters import measurement_parameters
 
-__all__ = ["AlgorithmIdentity", "format_parameter", "segmenter_identity"]
+__all__ = ["AlgorithmIdentity", "format_parameter", "muscle_identity", "segmenter_identity"]
 
 
 def format_parameter(name: str, value: object) -> str:
@@ -82,3 +83,9 @@ def segmenter_identity(segmenter: object) -> AlgorithmIdentity:
     as_dict = getattr(parameters, "as_dict", None) or getattr(segmenter, "as_dict", None)
     values = as_dict() if callable(as_dict) else {}
     return AlgorithmIdentity.of(name, version, values, notes=notes)
+
+
+def muscle_identity() -> AlgorithmIdentity:
+    """Identity of the muscle thickness / echogenicity measurement (the boundary finder is named per
+    measurement, in its ``boundaries`` note)."""
+    return AlgorithmIdentity.of("mskus-muscle", __version__, measurement_parameters())

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipeline import __version__
-from pipeline.algorithm import AlgorithmIdentity, segmenter_identity
+from pipeline.algorithm import AlgorithmIdentity, muscle_identity, segmenter_identity
 from pipeline.annotations import burned_in_annotation_mask
 from pipeline.calibration import CalibrationSource, FrameCalibration
 from pipeline.cine.clip import start_clip_analysis
@@ -259,14 +259,6 @@ def analyze_frame(
         return FrameResult(**base, reason=f"muscle measurement refused: {exc}")
     base["doppler"] = dataclasses.replace(doppler, muscle=_muscle_vascularity(flow, muscle, frame.gray.shape))
     return FrameResult(**base, muscle=muscle, reason=uncalibrated_note)
-
-
-def muscle_identity() -> AlgorithmIdentity:
-    """Identity of the muscle thickness / echogenicity measurement (the boundary finder is named per
-    measurement, in its ``boundaries`` note)."""
-    from pipeline.measurements.muscle_parameters import measurement_parameters
-
-    return AlgorithmIdentity.of("mskus-muscle", __version__, measurement_parameters())
 
 
 def _nerve_vascularity(flow: ColourFlowMap, nerve: NerveMeasurement, shape: tuple[int, int]) -> Vascularity:

@@ -182,9 +182,7 @@ class ArchiveSource:
         detail = self.study(study_uid)
         if detail is None:
             return None
-        view = next(
-            (f for f in detail.frames if f.sop_instance_uid == sop_instance_uid and f.frame_number == frame_number), None
-        )
+        view = detail.frame(sop_instance_uid, frame_number)
         instance = self.index.instance(sop_instance_uid)
         if view is None or instance is None or instance.study_uid != study_uid:
             return None

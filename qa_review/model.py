@@ -316,6 +316,12 @@ class StudyDetail:
     def findings(self) -> tuple[Finding, ...]:
         return tuple(finding for frame in self.frames for finding in frame.findings)
 
+    def frame(self, sop_instance_uid: str, frame_number: int) -> FrameView | None:
+        """The view of one frame of an instance of the study (``None`` when the report has none)."""
+        return next(
+            (f for f in self.frames if f.sop_instance_uid == sop_instance_uid and f.frame_number == frame_number), None
+        )
+
 
 @dataclass(frozen=True)
 class Correction:

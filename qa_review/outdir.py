@@ -277,9 +277,7 @@ class OutDirSource:
         detail = self.study(study_uid)
         if detail is None:
             return None
-        view = next(
-            (f for f in detail.frames if f.sop_instance_uid == sop_instance_uid and f.frame_number == frame_number), None
-        )
+        view = detail.frame(sop_instance_uid, frame_number)
         if view is None:
             return None
         side = self._side()

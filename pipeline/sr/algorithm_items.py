@@ -6,7 +6,7 @@ import functools
 
 import highdicom as hd
 
-from pipeline.algorithm import AlgorithmIdentity, segmenter_identity
+from pipeline.algorithm import AlgorithmIdentity, muscle_identity, segmenter_identity
 from pipeline.analysis import FrameResult
 
 __all__ = ["AlgorithmInfo", "algorithm_template", "frame_algorithm", "muscle_algorithm", "nerve_algorithm"]
@@ -40,9 +40,7 @@ def nerve_algorithm(segmenter: object) -> AlgorithmIdentity:
 
 
 def muscle_algorithm() -> AlgorithmIdentity:
-    """Algorithm Identification of the muscle measurement (:func:`pipeline.analysis.muscle_identity`)."""
-    from pipeline.analysis import muscle_identity
-
+    """Algorithm Identification of the muscle measurement (:func:`pipeline.algorithm.muscle_identity`)."""
     return muscle_identity()
 
 

@@ -55,6 +55,7 @@ from pipeline.protocols import Laterality, Protocol
 from pipeline.reference.flags import ReferenceReading
 from pipeline.sr import codes
 from pipeline.sr.algorithm_items import AlgorithmInfo, algorithm_template, frame_algorithm
+from pipeline.sr.fasciculation import fasciculation_group
 from pipeline.sr.items import (
     MeasurementGroupTemplate,
     Readings,
@@ -313,13 +314,7 @@ def _subcutaneous_group(
         measurement_item(codes.THICKNESS, muscle.subcutaneous_thickness_mm, codes.MM, reading=reading),
         confidence_item(muscle.confidence),
     ]
-    site = [
-        hd.sr.FindingSite(
-            anatomic_location=codes.SUBCUTANEOUS_TISSUE,
-            laterality=codes.laterality_code(frame.laterality),
-            topographical_modifier=codes.level_code(getattr(frame, "level", "")),
-        )
-    ]
+    site = [finding_site(codes.SUBCUTANEOUS_TISSUE, frame.laterality, getattr(frame, "level", ""))]
     what = "subcutaneous caliper"
     points = subcutaneous_caliper(muscle)
     group: MeasurementGroupTemplate
@@ -421,9 +416,6 @@ def image_groups(
             groups.extend(frame_groups(frame, source, nerve_algo=nerve_algo, muscle_algo=muscle_algo, readings=readings))
     fasciculation = getattr(result, "fasciculation", None)
     if fasciculation is not None and source is not None and result.protocol is not None:
-        # Imported here: pipeline.sr.fasciculation builds on this module.
-        from pipeline.sr.fasciculation import fasciculation_group
-
         laterality = result.frames[0].laterality if result.frames else Laterality.UNKNOWN
         groups.append(fasciculation_group(fasciculation, source, site=result.protocol.site, laterality=laterality))
     if result.failed:

@@ -33,7 +33,8 @@ from pipeline.algorithm import AlgorithmIdentity
 from pipeline.cine.result import FasciculationEvent, FasciculationResult
 from pipeline.protocols import Laterality
 from pipeline.sr import codes
-from pipeline.sr.items import SCOORD_OFFSET, tracking_uid
+from pipeline.sr.algorithm_items import algorithm_template
+from pipeline.sr.items import SCOORD_OFFSET, finding_site, side_label, text_item, tracking_uid, with_texts
 from pipeline.sr.source_image import SourceImage
 
 __all__ = ["fasciculation_algorithm", "fasciculation_group"]
@@ -47,10 +48,6 @@ def fasciculation_algorithm(result: FasciculationResult) -> AlgorithmIdentity:
     if result.timing_source:
         params.append(f"frame_timing={result.timing_source}")
     return AlgorithmIdentity(name="mskus-fasciculation", version=__version__, parameters=tuple(params))
-
-
-def _algorithm_template(info: AlgorithmIdentity) -> hd.sr.AlgorithmIdentification:
-    return hd.sr.AlgorithmIdentification(name=info.name, version=info.version, parameters=list(info.parameters) or None)
 
 
 def _num(name: Code, value: float, unit: Code, relationship: hd.sr.RelationshipTypeValues) -> hd.sr.NumContentItem:
@@ -121,7 +118,7 @@ def fasciculation_group(
     algorithm : AlgorithmIdentity, optional
         Default :func:`fasciculation_algorithm`.
     """
-    side = {Laterality.RIGHT: "right", Laterality.LEFT: "left", Laterality.BOTH: "both sides"}.get(Laterality(laterality), "")
+    side = side_label(laterality)
     tracking = hd.sr.TrackingIdentifier(
         uid=tracking_uid(source.sop_instance_uid, 0, "fasciculation"),
         identifier=f"fasciculation: {f'{side} {site}'.strip()} ({source.label}, cine)",
@@ -140,21 +137,15 @@ def fasciculation_group(
     group = hd.sr.MeasurementsAndQualitativeEvaluations(
         tracking_identifier=tracking,
         finding_type=codes.SKELETAL_MUSCLE,
-        finding_sites=[hd.sr.FindingSite(anatomic_location=codes.site_code(site), laterality=codes.laterality_code(laterality))],
-        algorithm_id=_algorithm_template(algorithm or fasciculation_algorithm(result)),
+        finding_sites=[finding_site(site, laterality)],
+        algorithm_id=algorithm_template(algorithm or fasciculation_algorithm(result)),
         measurements=measurements or None,
         source_images=[source.for_group(None)],
     )
     texts: list[hd.sr.TextContentItem] = []
     if not result.measured:
-        texts.append(_text(codes.NOT_MEASURED_REASON, result.refusal_reason or "not analysed"))
+        texts.append(text_item(codes.NOT_MEASURED_REASON, result.refusal_reason or "not analysed"))
     elif result.exclusions:
         excluded = ", ".join(f"{reason} {count} frame(s)" for reason, count in result.exclusions)
-        texts.append(_text(codes.FASCICULATION_EXCLUSIONS, f"excluded: {excluded}"))
-    if texts:
-        group[0].ContentSequence.extend(texts)
-    return group
-
-
-def _text(name: Code, value: str) -> hd.sr.TextContentItem:
-    return hd.sr.TextContentItem(name=name, value=" ".join(value.split()), relationship_type=_REL.CONTAINS)
+        texts.append(text_item(codes.FASCICULATION_EXCLUSIONS, f"excluded: {excluded}"))
+    return with_texts(group, texts)

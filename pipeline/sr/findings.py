@@ -21,7 +21,7 @@ from pipeline.protocols import Laterality
 from pipeline.reference.findings import StudyFinding
 from pipeline.reference.flags import DECISION_SUPPORT_NOTE, ReferenceReading
 from pipeline.sr import codes
-from pipeline.sr.items import reference_properties
+from pipeline.sr.items import finding_site, reference_properties, text_item
 
 __all__ = ["finding_groups", "reference_note"]
 
@@ -40,12 +40,6 @@ def _concept(finding: StudyFinding) -> Code:
 
 def _laterality(side: str) -> Laterality:
     return {"R": Laterality.RIGHT, "L": Laterality.LEFT, "R-L": Laterality.BOTH}.get(side, Laterality.UNKNOWN)
-
-
-def _text(name: Code, value: str) -> hd.sr.TextContentItem:
-    return hd.sr.TextContentItem(
-        name=name, value=" ".join(value.split()), relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
-    )
 
 
 def _tracking(study_uid: str, finding: StudyFinding) -> hd.sr.TrackingIdentifier:
@@ -71,21 +65,15 @@ def finding_groups(study_uid: str, findings: Sequence[StudyFinding]) -> list[hd.
         level = finding.level if "/" not in finding.level else ""
         sites = None
         if finding.structure:
-            sites = [
-                hd.sr.FindingSite(
-                    anatomic_location=codes.site_code(finding.structure),
-                    laterality=codes.laterality_code(_laterality(finding.laterality)),
-                    topographical_modifier=codes.level_code(level),
-                )
-            ]
+            sites = [finding_site(finding.structure, _laterality(finding.laterality), level)]
         group = hd.sr.MeasurementsAndQualitativeEvaluations(
             tracking_identifier=_tracking(study_uid, finding), finding_sites=sites, measurements=[measurement]
         )
-        texts = [_text(codes.FINDING_INPUTS, f"{finding.finding}: {finding.inputs}")]
+        texts = [text_item(codes.FINDING_INPUTS, f"{finding.finding}: {finding.inputs}")]
         if finding.pattern:
-            texts.append(_text(codes.ENLARGEMENT_PATTERN, finding.pattern))
+            texts.append(text_item(codes.ENLARGEMENT_PATTERN, finding.pattern))
         if finding.reason:
-            texts.append(_text(codes.REFERENCE_NOT_APPLIED if finding.flag.value == "none" else codes.REFERENCE_NOTE, finding.reason))
+            texts.append(text_item(codes.REFERENCE_NOT_APPLIED if finding.flag.value == "none" else codes.REFERENCE_NOTE, finding.reason))
         group[0].ContentSequence.extend(texts)
         groups.append(group)
     return groups
@@ -95,7 +83,7 @@ def reference_note(files: Sequence[str] = ()) -> hd.sr.TextContentItem:
     """The document-level TEXT: flags are decision support, not diagnosis, and which tables were used."""
     names = ", ".join(f.rsplit("/", 1)[-1] for f in files)
     tables = f" (reference tables: {names})" if names else ""
-    return _text(
+    return text_item(
         codes.REFERENCE_NOTE,
         f"{DECISION_SUPPORT_NOTE}: each Normality compares one value with the reference interval named beside it{tables}. "
         "Grey-level echogenicity norms are specific to the scanner and preset.",

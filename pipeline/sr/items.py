@@ -190,10 +190,11 @@ def reference_notes(
     return notes
 
 
-def finding_site(site: str, laterality: Laterality, level: str = "") -> hd.sr.FindingSite:
-    """Finding Site: the structure, its laterality and (as Topographical Modifier) the level, when known."""
+def finding_site(site: str | Code, laterality: Laterality, level: str = "") -> hd.sr.FindingSite:
+    """Finding Site: the structure (a site name, :func:`codes.site_code`, or a code), its laterality and
+    (as Topographical Modifier) the level, when known."""
     return hd.sr.FindingSite(
-        anatomic_location=codes.site_code(site),
+        anatomic_location=site if isinstance(site, Code) else codes.site_code(site),
         laterality=codes.laterality_code(laterality),
         topographical_modifier=codes.level_code(level),
     )

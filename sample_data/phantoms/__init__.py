@@ -5,23 +5,11 @@ black background, a rectangular B-mode tissue region, burned-in text, depth tick
 a focus marker and a gray-scale bar outside the tissue region, and a Sequence of
 Ultrasound Regions describing the calibration.
 
-B-mode formation follows the usual simplified scanner model:
-
-1. an amplitude (echogenicity) map ``A`` and a coherent ("specular") map ``S`` are
-   built in physical space on a grid three times finer than the output pixels;
-2. ``A`` multiplies fully developed speckle (circular complex Gaussian scatterers,
-   hence Rayleigh-distributed envelope);
-3. the complex field and ``S`` are convolved with an anisotropic Gaussian point
-   spread function (lateral FWHM 0.3-0.5 mm, axial FWHM 0.15-0.25 mm);
-4. the envelope is taken, block-averaged to the pixel grid, attenuated with depth
-   (residual after time gain compensation), and log-compressed over a ~50 dB
-   dynamic range to 0..255.
-
-Because the bright epineurial rim of a nerve is blurred and log-compressed like
-everything else, a thin rim looks wider than it is: its half-maximum inner edge on
-the displayed image lies inside the true border and its ridge lies outside it
-(CONTRACT.md section 4).  The ground truth always refers to the geometry, never
-to the blurred appearance.
+B-mode formation (speckle, point spread function, log compression) is described
+in :mod:`.bmode`. Because the bright epineurial rim of a nerve is blurred and
+log-compressed like everything else, its half-maximum inner edge lies inside the
+true border and its ridge outside it (CONTRACT.md section 4); the ground truth
+always refers to the geometry, never to the blurred appearance.
 
 Coordinates
 -----------
