@@ -28,12 +28,14 @@ Without options: the fixed validation split. ``--folder``: a folder with
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -42,17 +44,15 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from pipeline.calibration import PixelBox  # noqa: E402
 from pipeline.geometry import dice_coefficient  # noqa: E402
-from pipeline.measurements.nerve import contour_mask  # noqa: E402
 from pipeline.segmentation.nerve_preprocess import letterbox  # noqa: E402
 from training.evaluate_nerve import (  # noqa: E402
     HIT_DICE,
     USGRA,
     FlooredSegmenter,
     all_names,
-    load_example,
     make,
+    score_images,
     true_nerve_regions,
     validation_names,
 )
@@ -156,25 +156,18 @@ class ErrorDiagnosis:
 def diagnose(names: Sequence[str], folder: Path = USGRA) -> ErrorDiagnosis:
     """Outcomes of the shipped segmenter (floor applied) over ``names``, with a summary."""
     segmenter, _ = make("learned")
-    reported = FlooredSegmenter(segmenter, segmenter.min_confidence)
     size = int(segmenter.net.input_size)
-    threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    outcomes: list[RegionOutcome] = []
-    unmatched = 0
-    ceilings: list[float] = []
-    try:
-        for name in names:
-            gray, labels = load_example(name, folder)
-            box = PixelBox(0, 0, gray.shape[1] - 1, gray.shape[0] - 1)
-            masks = [contour_mask(s.contour_px, gray.shape) for s in reported.segment(gray, box, mm_per_px=None)]
-            truths = true_nerve_regions(labels)
-            found, extra = classify_regions(name, masks, truths)
-            outcomes.extend(found)
-            unmatched += extra
-            ceilings.extend(input_size_dice_ceiling(t, size) for t in truths)
-    finally:
-        cv2.setNumThreads(threads)
+
+    def score(masks: list[np.ndarray], labels: np.ndarray) -> dict[str, Any]:
+        truths = true_nerve_regions(labels)
+        outcomes, unmatched = classify_regions("", masks, truths)
+        return {"outcomes": outcomes, "unmatched": unmatched, "ceilings": [input_size_dice_ceiling(t, size) for t in truths]}
+
+    reported = FlooredSegmenter(segmenter, segmenter.min_confidence)
+    rows, _ = score_images(reported, names, folder=folder, scorer=score)
+    outcomes = [dataclasses.replace(o, file=row["file"]) for row in rows for o in row["outcomes"]]
+    unmatched = sum(row["unmatched"] for row in rows)
+    ceilings = [c for row in rows for c in row["ceilings"]]
     return ErrorDiagnosis(tuple(outcomes), summarize(outcomes, unmatched, ceilings, size))
 
 

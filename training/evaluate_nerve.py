@@ -42,7 +42,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -162,11 +162,13 @@ def score_images(
     folder: Path = USGRA,
     single_thread: bool = True,
     repeats: int = 1,
+    scorer: Callable[[list[np.ndarray], np.ndarray], dict[str, Any]] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Run ``segmenter.segment`` on each image (whole image as the tissue region) and score it.
 
-    Returns the per-image rows of :func:`score_image` (with ``file`` and
-    ``ms``) and the segmenter's summed ``last_stats``. ``repeats`` > 1 runs
+    Returns the per-image rows of ``scorer(report masks, label image)``
+    (default :func:`score_image`), each with ``file`` and ``ms`` added, and
+    the segmenter's summed ``last_stats``. ``repeats`` > 1 runs
     each image that many times and takes the fastest run as its time (on a
     shared machine: the time without the other load); the results are those
     of the last run (the segmenters are deterministic).
@@ -188,7 +190,7 @@ def score_images(
             for key, value in (getattr(segmenter, "last_stats", None) or {}).items():
                 stats[key] = stats.get(key, 0) + int(value)
             masks = [contour_mask(s.contour_px, gray.shape) for s in found]
-            row = score_image(masks, labels)
+            row = (scorer or score_image)(masks, labels)
             row.update(file=name, ms=ms)
             rows.append(row)
     finally:
@@ -270,7 +272,9 @@ class FlooredSegmenter:
     def __init__(self, inner: Any, floor: float) -> None:
         self.inner, self.floor = inner, floor
 
-    def segment(self, gray, box, *, mm_per_px=None, exclude=None):  # type: ignore[no-untyped-def]
+    def segment(
+        self, gray: np.ndarray, box: PixelBox, *, mm_per_px: float | None = None, exclude: np.ndarray | None = None
+    ) -> list[Any]:
         return [s for s in self.inner.segment(gray, box, mm_per_px=mm_per_px, exclude=exclude) if s.confidence >= self.floor]
 
 
@@ -367,8 +371,8 @@ def make(kind: str, model: Path | None = None) -> tuple[Any, float | None]:
     ``learned-network`` is ``learned`` with the network's own outline
     (``outline: network``), the outline shipped before the refinement.
     """
-    from pipeline.segmentation.classical_nerve import ClassicalNerveSegmenter
     from pipeline.segmentation.auto_nerve import AutoNerveParameters, AutoNerveSegmenter
+    from pipeline.segmentation.classical_nerve import ClassicalNerveSegmenter
     from pipeline.segmentation.factory import DEFAULT_SEGMENTATION_CONFIG, load_segmentation_config
     from pipeline.segmentation.learned_nerve import LearnedNerveSegmenter
     from pipeline.segmentation.nerve_model import DEFAULT_MODEL_PATH, NerveNet
@@ -401,7 +405,6 @@ def sample_data_figures(segmenter: Any) -> dict[str, Any]:
     from pipeline.analysis import analyze_image
     from pipeline.loading import load_ultrasound
     from pipeline.protocols import Protocol
-
     from pipeline.settings import default_analyzer
 
     shipped = default_analyzer()
